@@ -1,0 +1,284 @@
+// Package config reads DevOpstic's configuration from environment variables, once, at start.
+//
+// Each service has one struct (Ingest, Writer, AllInOne) assembled from the parts it uses.
+// Parsing takes the environment as a map so that tests never touch the process environment;
+// Validate says in plain English what is missing or wrong, all of it at once.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v10"
+)
+
+// Database locates Postgres. URL, when set, overrides the parts (the original API's variables).
+type Database struct {
+	URL      string `env:"DEVOPSTIC_DATABASE_URL"`
+	Host     string `env:"DEVOPSTIC_DATABASE_HOST" envDefault:"localhost"`
+	Port     int    `env:"DEVOPSTIC_DATABASE_PORT" envDefault:"5432"`
+	Username string `env:"DEVOPSTIC_DATABASE_USERNAME" envDefault:"devopstic"`
+	Password string `env:"DEVOPSTIC_DATABASE_PASSWORD"`
+	Name     string `env:"DEVOPSTIC_DATABASE_NAME" envDefault:"devopstic"`
+	SSLMode  string `env:"DEVOPSTIC_DATABASE_SSLMODE" envDefault:"prefer"`
+	MaxConns int32  `env:"DEVOPSTIC_DATABASE_MAX_CONNS" envDefault:"10"`
+}
+
+// ConnString is the database URL: URL as given, or one built from the parts.
+func (d Database) ConnString() string {
+	if d.URL != "" {
+		return d.URL
+	}
+	u := url.URL{
+		Scheme:   "postgres",
+		Host:     net.JoinHostPort(d.Host, strconv.Itoa(d.Port)),
+		Path:     "/" + d.Name,
+		RawQuery: url.Values{"sslmode": {d.SSLMode}}.Encode(),
+	}
+	if d.Password != "" {
+		u.User = url.UserPassword(d.Username, d.Password)
+	} else {
+		u.User = url.User(d.Username)
+	}
+	return u.String()
+}
+
+// NATS locates the JetStream server and shapes the stream.
+type NATS struct {
+	// URL of the NATS server(s), comma-separated. The all-in-one embeds a server when unset.
+	URL             string        `env:"DEVOPSTIC_NATS_URL"`
+	StreamReplicas  int           `env:"DEVOPSTIC_STREAM_REPLICAS" envDefault:"1"`
+	StreamMaxAge    time.Duration `env:"DEVOPSTIC_STREAM_MAX_AGE" envDefault:"8760h"`
+	StreamMaxBytes  int64         `env:"DEVOPSTIC_STREAM_MAX_BYTES" envDefault:"-1"`
+	DuplicateWindow time.Duration `env:"DEVOPSTIC_STREAM_DUPLICATE_WINDOW" envDefault:"24h"`
+	PublishTimeout  time.Duration `env:"DEVOPSTIC_PUBLISH_TIMEOUT" envDefault:"5s"`
+}
+
+// DefaultNATSURL is where the ingest and writer look for NATS when DEVOPSTIC_NATS_URL is unset.
+const DefaultNATSURL = "nats://127.0.0.1:4222"
+
+// HTTP shapes the public API.
+type HTTP struct {
+	Addr      string `env:"DEVOPSTIC_HTTP_ADDR" envDefault:"127.0.0.1:8080"`
+	BodyLimit int    `env:"DEVOPSTIC_BODY_LIMIT" envDefault:"1048576"`
+	MaxBatch  int    `env:"DEVOPSTIC_MAX_BATCH" envDefault:"1000"`
+}
+
+// Auth holds the login and the token key.
+type Auth struct {
+	JWTSecret string        `env:"DEVOPSTIC_JWT_SECRET"`
+	Username  string        `env:"DEVOPSTIC_USERNAME"`
+	Password  string        `env:"DEVOPSTIC_PASSWORD"`
+	TokenTTL  time.Duration `env:"DEVOPSTIC_TOKEN_TTL" envDefault:"24h"`
+}
+
+// MinJWTSecret is the shortest accepted key: HS256 wants at least 256 bits.
+const MinJWTSecret = 32
+
+// WriterTuning shapes the writer.
+type WriterTuning struct {
+	BatchSize  int           `env:"DEVOPSTIC_WRITER_BATCH_SIZE" envDefault:"500"`
+	BatchWait  time.Duration `env:"DEVOPSTIC_WRITER_BATCH_WAIT" envDefault:"50ms"`
+	MaxDeliver int           `env:"DEVOPSTIC_WRITER_MAX_DELIVER" envDefault:"5"`
+	AckWait    time.Duration `env:"DEVOPSTIC_WRITER_ACK_WAIT" envDefault:"30s"`
+	RetryMax   time.Duration `env:"DEVOPSTIC_WRITER_RETRY_MAX" envDefault:"5s"`
+}
+
+// Embedded shapes the all-in-one's embedded NATS server and its local data.
+type Embedded struct {
+	DataDir string `env:"DEVOPSTIC_DATA_DIR" envDefault:".data"`
+	// NATSAddr is where the embedded server listens, for the nats CLI and other processes.
+	NATSAddr string `env:"DEVOPSTIC_EMBEDDED_NATS_ADDR" envDefault:"127.0.0.1:4222"`
+	// SyncInterval is "always" or a duration; see stream.ServerConfig.
+	SyncInterval string `env:"DEVOPSTIC_NATS_SYNC_INTERVAL" envDefault:"2m"`
+	// PGBinDir points `make run` at PostgreSQL's server binaries when they are not found.
+	PGBinDir string `env:"DEVOPSTIC_PG_BINDIR"`
+}
+
+// Sync parses SyncInterval.
+func (e Embedded) Sync() (interval time.Duration, always bool, err error) {
+	if strings.EqualFold(e.SyncInterval, "always") {
+		return 0, true, nil
+	}
+	d, err := time.ParseDuration(e.SyncInterval)
+	if err != nil || d <= 0 {
+		return 0, false, fmt.Errorf(`DEVOPSTIC_NATS_SYNC_INTERVAL must be "always" or a positive duration such as 2m, not %q`, e.SyncInterval)
+	}
+	return d, false, nil
+}
+
+// Log shapes the logs.
+type Log struct {
+	Level  string `env:"DEVOPSTIC_LOG_LEVEL" envDefault:"info"`
+	Format string `env:"DEVOPSTIC_LOG_FORMAT" envDefault:"text"`
+}
+
+// SlogLevel parses Level.
+func (l Log) SlogLevel() (slog.Level, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(l.Level)); err != nil {
+		return 0, fmt.Errorf("DEVOPSTIC_LOG_LEVEL must be debug, info, warn or error, not %q", l.Level)
+	}
+	return lvl, nil
+}
+
+// Ingest is the ingest service's configuration.
+type Ingest struct {
+	HTTP     HTTP
+	Auth     Auth
+	NATS     NATS
+	Database Database
+	Log      Log
+}
+
+// Writer is the writer service's configuration.
+type Writer struct {
+	NATS     NATS
+	Database Database
+	Writer   WriterTuning
+	Log      Log
+}
+
+// AllInOne is the devopstic command's configuration: ingest and writer in one process, with
+// an embedded NATS server unless DEVOPSTIC_NATS_URL names one.
+type AllInOne struct {
+	HTTP     HTTP
+	Auth     Auth
+	NATS     NATS
+	Database Database
+	Writer   WriterTuning
+	Embedded Embedded
+	Log      Log
+}
+
+// Parse fills cfg (a pointer to one of the structs above) from environ; nil means the process
+// environment. It does not validate.
+func Parse(cfg any, environ map[string]string) error {
+	if err := env.ParseWithOptions(cfg, env.Options{Environment: environ}); err != nil {
+		return fmt.Errorf("read configuration: %w", err)
+	}
+	return nil
+}
+
+// Validate checks the ingest's configuration.
+func (c *Ingest) Validate() error {
+	if c.NATS.URL == "" {
+		c.NATS.URL = DefaultNATSURL
+	}
+	return errors.Join(c.HTTP.validate(), c.Auth.validate(), c.NATS.validate(), c.Log.validate())
+}
+
+// Validate checks the writer's configuration.
+func (c *Writer) Validate() error {
+	if c.NATS.URL == "" {
+		c.NATS.URL = DefaultNATSURL
+	}
+	return errors.Join(c.NATS.validate(), c.Writer.validate(), c.Log.validate())
+}
+
+// Validate checks the all-in-one's configuration.
+func (c *AllInOne) Validate() error {
+	_, _, syncErr := c.Embedded.Sync()
+	return errors.Join(c.HTTP.validate(), c.Auth.validate(), c.NATS.validate(), c.Writer.validate(), c.Log.validate(), syncErr)
+}
+
+func (h HTTP) validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(h.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_HTTP_ADDR must be host:port such as 127.0.0.1:8080, not %q", h.Addr))
+	}
+	if h.BodyLimit < 1024 {
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_BODY_LIMIT must be at least 1024 bytes, not %d", h.BodyLimit))
+	}
+	if h.MaxBatch < 1 {
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_MAX_BATCH must be at least 1, not %d", h.MaxBatch))
+	}
+	return errors.Join(errs...)
+}
+
+func (a Auth) validate() error {
+	var errs []error
+	switch {
+	case a.JWTSecret == "":
+		errs = append(errs, errors.New("DEVOPSTIC_JWT_SECRET is not set: set it to a random string of at least 32 bytes (for example: openssl rand -base64 48)"))
+	case len(a.JWTSecret) < MinJWTSecret:
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_JWT_SECRET is %d bytes long: it must be at least %d", len(a.JWTSecret), MinJWTSecret))
+	}
+	if a.Username == "" || a.Password == "" {
+		errs = append(errs, errors.New("DEVOPSTIC_USERNAME and DEVOPSTIC_PASSWORD must both be set: they are the login for POST /tokens"))
+	}
+	if a.TokenTTL < time.Minute {
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_TOKEN_TTL must be at least 1m, not %s", a.TokenTTL))
+	}
+	return errors.Join(errs...)
+}
+
+func (n NATS) validate() error {
+	var errs []error
+	if n.StreamReplicas < 1 || n.StreamReplicas > 5 {
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_STREAM_REPLICAS must be between 1 and 5, not %d", n.StreamReplicas))
+	}
+	if n.StreamMaxAge < 0 {
+		errs = append(errs, errors.New("DEVOPSTIC_STREAM_MAX_AGE must not be negative (0 keeps messages forever)"))
+	}
+	if n.DuplicateWindow <= 0 {
+		errs = append(errs, errors.New("DEVOPSTIC_STREAM_DUPLICATE_WINDOW must be positive, such as 24h"))
+	}
+	if n.StreamMaxAge > 0 && n.DuplicateWindow > n.StreamMaxAge {
+		errs = append(errs, errors.New("DEVOPSTIC_STREAM_DUPLICATE_WINDOW must not exceed DEVOPSTIC_STREAM_MAX_AGE"))
+	}
+	if n.PublishTimeout <= 0 {
+		errs = append(errs, errors.New("DEVOPSTIC_PUBLISH_TIMEOUT must be positive, such as 5s"))
+	}
+	return errors.Join(errs...)
+}
+
+func (w WriterTuning) validate() error {
+	var errs []error
+	if w.BatchSize < 1 || w.BatchSize > 10000 {
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_WRITER_BATCH_SIZE must be between 1 and 10000, not %d", w.BatchSize))
+	}
+	if w.BatchWait < 0 {
+		errs = append(errs, errors.New("DEVOPSTIC_WRITER_BATCH_WAIT must not be negative"))
+	}
+	if w.MaxDeliver < 1 {
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_WRITER_MAX_DELIVER must be at least 1, not %d", w.MaxDeliver))
+	}
+	if w.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_WRITER_ACK_WAIT must be at least 1s, not %s", w.AckWait))
+	}
+	if w.RetryMax < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_WRITER_RETRY_MAX must be at least 100ms, not %s", w.RetryMax))
+	}
+	return errors.Join(errs...)
+}
+
+func (l Log) validate() error {
+	_, err := l.SlogLevel()
+	if l.Format != "text" && l.Format != "json" {
+		err = errors.Join(err, fmt.Errorf("DEVOPSTIC_LOG_FORMAT must be text or json, not %q", l.Format))
+	}
+	return err
+}
+
+// Logger builds the logger the configuration asks for, writing to w.
+func (l Log) Logger(w io.Writer) *slog.Logger {
+	lvl, _ := l.SlogLevel() // validated at start; an invalid level falls back to info
+	opts := &slog.HandlerOptions{Level: lvl}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// Ingest is the part of the all-in-one's configuration that the ingest uses.
+func (c AllInOne) Ingest() Ingest {
+	return Ingest{HTTP: c.HTTP, Auth: c.Auth, NATS: c.NATS, Database: c.Database, Log: c.Log}
+}

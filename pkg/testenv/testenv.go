@@ -1,0 +1,213 @@
+// Package testenv gives tests the real servers DevOpstic runs on: a Postgres database of their
+// own (migrated, from a cluster the test binary starts, or from DEVOPSTIC_TEST_DATABASE_URL)
+// and an embedded NATS JetStream server. Nothing here is a fake.
+//
+// A test package that uses Postgres calls testenv.Main from its TestMain, so the cluster it
+// started is stopped when the package's tests end.
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/devopstic/devopstic/pkg/pgcluster"
+	"github.com/devopstic/devopstic/pkg/store"
+	"github.com/devopstic/devopstic/pkg/stream"
+)
+
+// The cluster shared by a test binary's tests, started on first use.
+var (
+	shared struct {
+		once     sync.Once
+		err      error
+		cluster  *pgcluster.Cluster // nil when DEVOPSTIC_TEST_DATABASE_URL is used
+		dir      string
+		adminURL string // a database to run CREATE DATABASE from
+		template string
+	}
+	dbCounter atomic.Int64
+)
+
+// Main runs a package's tests and then stops the Postgres cluster they started.
+func Main(m *testing.M) {
+	code := m.Run()
+	if shared.cluster != nil {
+		if err := shared.cluster.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "testenv: stop Postgres:", err)
+		}
+		_ = os.RemoveAll(shared.dir)
+	}
+	os.Exit(code)
+}
+
+// Postgres returns the URL of a new, migrated database for this test; it is dropped when the
+// test ends.
+func Postgres(t testing.TB) string {
+	t.Helper()
+	shared.once.Do(startShared)
+	if shared.err != nil {
+		t.Fatalf("testenv: Postgres: %v", shared.err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name := fmt.Sprintf("test_%d_%d", os.Getpid(), dbCounter.Add(1))
+	if err := exec(ctx, shared.adminURL, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE "+pgx.Identifier{shared.template}.Sanitize()); err != nil {
+		t.Fatalf("testenv: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := exec(ctx, shared.adminURL, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			t.Logf("testenv: drop database %s: %v", name, err)
+		}
+	})
+	return withDatabase(shared.adminURL, name)
+}
+
+// startShared starts (or finds) the cluster and prepares a migrated template database, so a
+// test's database is a cheap copy.
+func startShared() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if u := os.Getenv("DEVOPSTIC_TEST_DATABASE_URL"); u != "" {
+		shared.adminURL = u
+	} else {
+		cluster, dir, err := startCluster(ctx)
+		if err != nil {
+			shared.err = err
+			return
+		}
+		shared.cluster, shared.dir = cluster, dir
+		shared.adminURL = cluster.URL("postgres")
+	}
+	shared.template = fmt.Sprintf("devopstic_template_%d", os.Getpid())
+	if err := exec(ctx, shared.adminURL, "CREATE DATABASE "+pgx.Identifier{shared.template}.Sanitize()); err != nil {
+		shared.err = fmt.Errorf("create template database: %w", err)
+		return
+	}
+	if err := store.Migrate(ctx, withDatabase(shared.adminURL, shared.template)); err != nil {
+		shared.err = fmt.Errorf("migrate template database: %w", err)
+	}
+}
+
+// PrivatePostgres starts a cluster for this test alone, for tests that stop and start the
+// server. It returns the cluster and the URL of a migrated database on it.
+func PrivatePostgres(t testing.TB) (*pgcluster.Cluster, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cluster, dir, err := startCluster(ctx)
+	if err != nil {
+		t.Fatalf("testenv: private Postgres: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := cluster.Stop(); err != nil {
+			t.Logf("testenv: stop private Postgres: %v", err)
+		}
+		_ = os.RemoveAll(dir)
+	})
+	if err := cluster.CreateDatabase(ctx, "devopstic", ""); err != nil {
+		t.Fatalf("testenv: private Postgres: %v", err)
+	}
+	dbURL := cluster.URL("devopstic")
+	if err := store.Migrate(ctx, dbURL); err != nil {
+		t.Fatalf("testenv: private Postgres: %v", err)
+	}
+	return cluster, dbURL
+}
+
+func startCluster(ctx context.Context) (*pgcluster.Cluster, string, error) {
+	binDir, err := pgcluster.FindBinDir(os.Getenv("DEVOPSTIC_PG_BINDIR"))
+	if err != nil {
+		return nil, "", err
+	}
+	// Not t.TempDir: the server may run as the postgres user, who must be able to enter it.
+	dir, err := os.MkdirTemp("", "devopstic-pg-")
+	if err != nil {
+		return nil, "", fmt.Errorf("temp dir: %w", err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, "", fmt.Errorf("temp dir: %w", err)
+	}
+	cluster, err := pgcluster.Start(ctx, pgcluster.Options{BinDir: binDir, DataDir: filepath.Join(dir, "pg"), Fast: true})
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, "", err
+	}
+	return cluster, dir, nil
+}
+
+func exec(ctx context.Context, dbURL, sql string) error {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
+func withDatabase(dbURL, name string) string {
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		panic(fmt.Sprintf("testenv: database URL: %v", err))
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// NATS is an embedded JetStream server for one test, on a fixed port so that it can be stopped
+// and started again at the same URL (Restart).
+type NATS struct {
+	URL string
+	cfg stream.ServerConfig
+	srv *server.Server
+}
+
+// StartNATS starts an embedded JetStream server with its own store; it stops when the test ends.
+func StartNATS(t testing.TB) *NATS {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: free port: %v", err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	n := &NATS{cfg: stream.ServerConfig{StoreDir: t.TempDir(), Host: "127.0.0.1", Port: port}}
+	n.URL = fmt.Sprintf("nats://127.0.0.1:%d", port)
+	if err := n.Start(); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(n.Stop)
+	return n
+}
+
+// Start starts the server (again), with the same port and store.
+func (n *NATS) Start() error {
+	srv, err := stream.RunServer(n.cfg)
+	if err != nil {
+		return err
+	}
+	n.srv = srv
+	return nil
+}
+
+// Stop shuts the server down; its store is kept for Start.
+func (n *NATS) Stop() {
+	if n.srv != nil {
+		n.srv.Shutdown()
+		n.srv.WaitForShutdown()
+		n.srv = nil
+	}
+}

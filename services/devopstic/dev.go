@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/devopstic/devopstic/pkg/config"
+	"github.com/devopstic/devopstic/pkg/pgcluster"
+	"github.com/devopstic/devopstic/pkg/store"
+)
+
+// dev is what `make run` starts: serve, with whatever a newcomer's machine lacks filled in
+// locally: a Postgres cluster under the data directory (unless DEVOPSTIC_DATABASE_URL is set),
+// a JWT key kept in the data directory (so tokens survive a restart), and admin/admin unless
+// DEVOPSTIC_USERNAME and DEVOPSTIC_PASSWORD are set.
+func dev(ctx context.Context, cfg config.AllInOne, stdout io.Writer, log *slog.Logger) error {
+	dataDir, err := filepath.Abs(cfg.Embedded.DataDir)
+	if err != nil {
+		return fmt.Errorf("DEVOPSTIC_DATA_DIR: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	cfg.Embedded.DataDir = dataDir
+
+	if cfg.Database.URL == "" {
+		cluster, err := startLocalPostgres(ctx, cfg.Embedded, stdout)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := cluster.StopIfStarted(); err != nil {
+				log.Error("stop local PostgreSQL", "error", err)
+			}
+		}()
+		cfg.Database.URL = cluster.URL("devopstic")
+	}
+	if cfg.Auth.JWTSecret == "" {
+		if cfg.Auth.JWTSecret, err = localSecret(filepath.Join(dataDir, "jwt-secret")); err != nil {
+			return err
+		}
+	}
+	defaultLogin := cfg.Auth.Username == "" && cfg.Auth.Password == ""
+	if defaultLogin {
+		cfg.Auth.Username, cfg.Auth.Password = "admin", "admin"
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	if err := store.Migrate(ctx, cfg.Database.ConnString()); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (set DEVOPSTIC_HTTP_ADDR to use another address): %w", cfg.HTTP.Addr, err)
+	}
+	printWelcome(stdout, cfg, defaultLogin)
+	return serve(ctx, cfg, ln, log)
+}
+
+func startLocalPostgres(ctx context.Context, cfg config.Embedded, stdout io.Writer) (*pgcluster.Cluster, error) {
+	binDir, err := pgcluster.FindBinDir(cfg.PGBinDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w\n(or point DEVOPSTIC_DATABASE_URL at a PostgreSQL server you have)", err)
+	}
+	cluster, err := pgcluster.Start(ctx, pgcluster.Options{
+		BinDir:  binDir,
+		DataDir: filepath.Join(cfg.DataDir, "postgres"),
+		Log:     stdout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start local PostgreSQL: %w", err)
+	}
+	if err := cluster.CreateDatabase(ctx, "devopstic", ""); err != nil {
+		return nil, errors.Join(err, cluster.StopIfStarted())
+	}
+	return cluster, nil
+}
+
+// localSecret reads the key kept at path, or makes one and keeps it there (readable by the
+// owner only).
+func localSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil && len(strings.TrimSpace(string(b))) >= config.MinJWTSecret {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("read local JWT key: %w", err)
+	}
+	key := make([]byte, 48)
+	if _, err := rand.Read(key); err != nil {
+		return "", fmt.Errorf("generate local JWT key: %w", err)
+	}
+	secret := base64.RawURLEncoding.EncodeToString(key)
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("keep local JWT key: %w", err)
+	}
+	return secret, nil
+}
+
+func printWelcome(w io.Writer, cfg config.AllInOne, defaultLogin bool) {
+	base := "http://" + cfg.HTTP.Addr
+	password := `'"$DEVOPSTIC_PASSWORD"'` // the shell fills in the password it was started with
+	if defaultLogin {
+		password = cfg.Auth.Password
+	}
+	if defaultLogin {
+		fmt.Fprintln(w, `
+  WARNING: logging in with admin/admin because DEVOPSTIC_USERNAME and DEVOPSTIC_PASSWORD
+  are unset. This is for a local trial only; set both before exposing this server.`)
+	}
+	fmt.Fprintf(w, `
+DevOpstic is running at %[1]s  (Ctrl-C stops it; data is kept in %[2]s)
+
+Get a token:
+  TOKEN=$(curl -s -X POST %[1]s/tokens -H 'Content-Type: application/json' \
+    -d '{"username":"%[3]s","password":"%[4]s"}' | sed -E 's/.*"token":"([^"]+)".*/\1/')
+
+Post a deployment:
+  curl -i -X POST %[1]s/events -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d '{"type":"deploy","pipeline_id":"api","environment":"production","commit_id":"abc123","timestamp":1795600800}'
+
+See it:
+  curl -s %[1]s/events -H "Authorization: Bearer $TOKEN"
+
+`, base, cfg.Embedded.DataDir, cfg.Auth.Username, password)
+}
