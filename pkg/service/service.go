@@ -99,7 +99,7 @@ func Write(ctx context.Context, cfg config.WriterTuning, dbURL string, js jetstr
 	}
 	var cons jetstream.Consumer
 	err := Retry(ctx, log, "NATS consumer "+stream.ConsumerName, func(ctx context.Context) (err error) {
-		cons, err = stream.EnsureConsumer(ctx, js, stream.ConsumerConfig{AckWait: cfg.AckWait, MaxAckPending: 4 * cfg.BatchSize})
+		cons, err = stream.EnsureConsumer(ctx, js, stream.ConsumerConfig{AckWait: cfg.AckWait, MaxAckPending: 20 * cfg.BatchSize})
 		return err
 	})
 	if err != nil {

@@ -102,7 +102,9 @@ func serve(ctx context.Context, cfg config.AllInOne, ln net.Listener, log *slog.
 		log.Info("embedded NATS JetStream started", "url", natsURL, "store", filepath.Join(cfg.Embedded.DataDir, "nats"), "sync", cfg.Embedded.SyncInterval)
 	}
 	nc, err := stream.Connect(natsURL, "devopstic", nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-		log.Warn("NATS disconnected", "error", err)
+		if err != nil {
+			log.Warn("NATS disconnected", "error", err)
+		}
 	}), nats.ReconnectHandler(func(*nats.Conn) { log.Info("NATS reconnected") }))
 	if err != nil {
 		return err

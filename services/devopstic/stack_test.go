@@ -95,7 +95,10 @@ func startStack(t *testing.T, dbURL string, opts ...stackOption) *stack {
 	require.NoError(t, json.Unmarshal(body, &tok))
 	s.token = tok.Token
 
-	s.db, err = pgxpool.New(context.Background(), dbURL)
+	poolCfg, err := pgxpool.ParseConfig(dbURL)
+	require.NoError(t, err)
+	poolCfg.ConnConfig.RuntimeParams["timezone"] = "UTC" // table dumps print times in UTC
+	s.db, err = pgxpool.NewWithConfig(context.Background(), poolCfg)
 	require.NoError(t, err)
 	t.Cleanup(s.db.Close)
 	return s
