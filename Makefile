@@ -10,7 +10,8 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 run: ## start everything locally: Postgres under .data/, embedded NATS, ingest and writer on 127.0.0.1:8080
-	$(GO) run ./services/devopstic dev
+	$(GO) build -o $(BIN)/devopstic ./services/devopstic
+	exec $(BIN)/devopstic dev
 
 test: ## every test, against a real Postgres and a real NATS server that the tests start themselves
 	$(GO) vet ./...
@@ -19,8 +20,9 @@ test: ## every test, against a real Postgres and a real NATS server that the tes
 test-short: ## the same tests without the race detector (faster)
 	$(GO) test -count=1 -timeout 15m ./...
 
-bench: ## benchmarks (publish with and without fsync, writer throughput)
-	$(GO) test -run '^$$' -bench . -benchtime 3s ./pkg/stream/ ./pkg/writer/
+bench: ## benchmarks, each with its baseline in the same run (publish: sync=2m vs always; writer: stream vs direct)
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./pkg/stream/
+	$(GO) test -run '^$$' -bench . -benchtime 20000x ./pkg/writer/
 
 build: ## build the three binaries into bin/
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./services/...

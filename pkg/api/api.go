@@ -69,11 +69,11 @@ func New(cfg Config, deps Deps) *fiber.App {
 	app.Get("/readyz", s.ready)
 	app.Post("/tokens", s.postTokens)
 
-	authed := app.Group("", s.requireToken)
-	authed.Get("/refresh_token", s.refreshToken)
-	authed.Post("/events", s.postEvents)
-	authed.Get("/events", s.getEvents)
-	authed.Get("/commits", s.getCommits)
+	// Per route rather than a group: a group's middleware would also answer 401 to unknown paths.
+	app.Get("/refresh_token", s.requireToken, s.refreshToken)
+	app.Post("/events", s.requireToken, s.postEvents)
+	app.Get("/events", s.requireToken, s.getEvents)
+	app.Get("/commits", s.requireToken, s.getCommits)
 	return app
 }
 
