@@ -23,6 +23,7 @@ test-short: ## the same tests without the race detector (faster)
 bench: ## benchmarks, each with its baseline in the same run (publish: sync=2m vs always; writer: stream vs direct)
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./pkg/stream/
 	$(GO) test -run '^$$' -bench . -benchtime 20000x ./pkg/writer/
+	$(GO) test -run '^$$' -bench . -benchtime 200x ./services/devopstic/
 
 build: ## build the three binaries into bin/
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./services/...

@@ -94,16 +94,17 @@ func Serve(ctx context.Context, ln net.Listener, app *fiber.App) error {
 // Write runs the writer until ctx is done: it waits for Postgres, runs the migrations, sets up
 // the durable consumer and consumes.
 func Write(ctx context.Context, cfg config.WriterTuning, dbURL string, js jetstream.JetStream, st *store.Store, log *slog.Logger) error {
-	if err := Retry(ctx, log, "database migrations", func(ctx context.Context) error { return store.Migrate(ctx, dbURL) }); err != nil {
-		return err
+	err := Retry(ctx, log, "database migrations", func(ctx context.Context) error { return store.Migrate(ctx, dbURL) })
+	if err != nil {
+		return stoppedOr(ctx, err)
 	}
 	var cons jetstream.Consumer
-	err := Retry(ctx, log, "NATS consumer "+stream.ConsumerName, func(ctx context.Context) (err error) {
+	err = Retry(ctx, log, "NATS consumer "+stream.ConsumerName, func(ctx context.Context) (err error) {
 		cons, err = stream.EnsureConsumer(ctx, js, stream.ConsumerConfig{AckWait: cfg.AckWait, MaxAckPending: 20 * cfg.BatchSize})
 		return err
 	})
 	if err != nil {
-		return err
+		return stoppedOr(ctx, err)
 	}
 	log.Info("writer consuming", "stream", stream.StreamName, "consumer", stream.ConsumerName, "batch_size", cfg.BatchSize, "batch_wait", cfg.BatchWait)
 	w := writer.New(cons, st, writer.Config{
@@ -113,6 +114,15 @@ func Write(ctx context.Context, cfg config.WriterTuning, dbURL string, js jetstr
 		RetryMax:   cfg.RetryMax,
 	}, log)
 	return w.Run(ctx)
+}
+
+// stoppedOr is nil when the wait ended because ctx was done (a shutdown is no failure), err
+// otherwise.
+func stoppedOr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // Retry calls fn until it succeeds or ctx is done, saying what it waits for.

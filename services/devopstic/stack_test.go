@@ -24,7 +24,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // stack is the all-in-one service running in the test process against a real Postgres and a
 // real NATS server, reached over real HTTP.
 type stack struct {
-	t     *testing.T
+	t     testing.TB
 	base  string
 	token string
 	db    *pgxpool.Pool
@@ -37,7 +37,7 @@ type stackOption func(env map[string]string)
 func withEnv(k, v string) stackOption { return func(env map[string]string) { env[k] = v } }
 
 // startStack runs serve with its own database (dbURL, or a fresh one when "") and NATS server.
-func startStack(t *testing.T, dbURL string, opts ...stackOption) *stack {
+func startStack(t testing.TB, dbURL string, opts ...stackOption) *stack {
 	t.Helper()
 	if dbURL == "" {
 		dbURL = testenv.Postgres(t)
@@ -104,7 +104,7 @@ func startStack(t *testing.T, dbURL string, opts ...stackOption) *stack {
 	return s
 }
 
-type testLogWriter struct{ t *testing.T }
+type testLogWriter struct{ t testing.TB }
 
 func (w testLogWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
