@@ -43,16 +43,17 @@ func splitJSON(body []byte) ([]json.RawMessage, bool, error) {
 	if len(trimmed) == 0 {
 		return nil, false, nil
 	}
+	lead := len(body) - len(bytes.TrimLeft(body, " \t\r\n"))
 	if trimmed[0] != '[' {
 		if !json.Valid(trimmed) {
-			return nil, false, fmt.Errorf("%w: %s", ErrMalformed, syntaxError(trimmed))
+			return nil, false, fmt.Errorf("%w: %s", ErrMalformed, syntaxError(trimmed, lead))
 		}
 		// Cloned: the HTTP server reuses the body buffer once the handler returns.
 		return []json.RawMessage{bytes.Clone(trimmed)}, false, nil
 	}
 	var raws []json.RawMessage
 	if err := json.Unmarshal(trimmed, &raws); err != nil {
-		return nil, false, fmt.Errorf("%w: %s", ErrMalformed, syntaxError(trimmed))
+		return nil, false, fmt.Errorf("%w: %s", ErrMalformed, syntaxError(trimmed, lead))
 	}
 	return raws, true, nil
 }
@@ -60,25 +61,27 @@ func splitJSON(body []byte) ([]json.RawMessage, bool, error) {
 func splitLines(body []byte) ([]json.RawMessage, error) {
 	var raws []json.RawMessage
 	for n, line := range bytes.Split(body, []byte("\n")) {
+		lead := len(line) - len(bytes.TrimLeft(line, " \t\r\n"))
 		line = bytes.TrimSpace(line)
 		if len(line) == 0 {
 			continue
 		}
 		if !json.Valid(line) {
-			return nil, fmt.Errorf("%w: line %d: %s", ErrMalformed, n+1, syntaxError(line))
+			return nil, fmt.Errorf("%w: line %d: %s", ErrMalformed, n+1, syntaxError(line, lead))
 		}
 		raws = append(raws, json.RawMessage(bytes.Clone(line)))
 	}
 	return raws, nil
 }
 
-// syntaxError says where the JSON breaks, in a client's terms.
-func syntaxError(data []byte) string {
+// syntaxError says where the JSON breaks, in a client's terms: lead is the whitespace trimmed
+// off before data, so the offset counts from the start of what the client sent.
+func syntaxError(data []byte, lead int) string {
 	var v any
 	err := json.Unmarshal(data, &v)
 	var syn *json.SyntaxError
 	if errors.As(err, &syn) {
-		return fmt.Sprintf("invalid JSON at byte %d: %s", syn.Offset, syn.Error())
+		return fmt.Sprintf("invalid JSON at byte %d: %s", syn.Offset+int64(lead), syn.Error())
 	}
 	if err != nil {
 		return "invalid JSON: " + err.Error()

@@ -108,7 +108,7 @@ func Decode(raw []byte, receivedAt time.Time) (Event, error) {
 	if fields == nil {
 		return Event{}, &ValidationError{Problems: []Problem{{Field: "", Message: "must be a JSON object, not null"}}}
 	}
-	if dec.More() {
+	if rest := bytes.TrimSpace(raw[dec.InputOffset():]); len(rest) > 0 {
 		return Event{}, &ValidationError{Problems: []Problem{{Field: "", Message: "has data after the JSON object"}}}
 	}
 
@@ -196,10 +196,9 @@ func contentID(e Event) string {
 		pr = strconv.FormatInt(*e.PullRequestID, 10)
 	}
 	// Field order is fixed by this list; changing it changes every derived id.
-	parts := []string{
-		e.Type, e.PipelineID, e.Environment, e.CommitID, strings.Join(commits, ","), pr,
-		e.DeploymentID, e.IncidentID, e.Status, e.Timestamp.UTC().Format(time.RFC3339Nano),
-	}
+	parts := []string{e.Type, e.PipelineID, e.Environment, e.CommitID, strconv.Itoa(len(commits))}
+	parts = append(parts, commits...)
+	parts = append(parts, pr, e.DeploymentID, e.IncidentID, e.Status, e.Timestamp.UTC().Format(time.RFC3339Nano))
 	h := sha256.New()
 	for _, p := range parts {
 		// Length-prefixed so that no two different field lists hash the same bytes.
@@ -245,14 +244,18 @@ func readStringOrInt(fields map[string]json.RawMessage, name string, errs []Prob
 	if !ok || isNull(raw) {
 		return "", errs
 	}
-	var n json.Number
-	if err := json.Unmarshal(raw, &n); err == nil {
-		if _, err := strconv.ParseInt(n.String(), 10, 64); err != nil {
-			return "", append(errs, Problem{Field: name, Message: "must be a string or an integer"})
-		}
-		return n.String(), errs
+	// json.Number would also take a string that looks like a number ("1.5"): strings go first.
+	if trimmed := bytes.TrimSpace(raw); len(trimmed) > 0 && trimmed[0] == '"' {
+		return readString(fields, name, MaxNameLength, errs)
 	}
-	return readString(fields, name, MaxNameLength, errs)
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return "", append(errs, Problem{Field: name, Message: "must be a string or an integer"})
+	}
+	if _, err := strconv.ParseInt(n.String(), 10, 64); err != nil {
+		return "", append(errs, Problem{Field: name, Message: "must be a string or an integer"})
+	}
+	return n.String(), errs
 }
 
 func readPullRequest(fields map[string]json.RawMessage, errs []Problem) (*int64, []Problem) {
@@ -296,13 +299,31 @@ func readCommits(fields map[string]json.RawMessage, errs []Problem) ([]string, [
 // Epoch seconds beyond this are almost surely milliseconds (it is the year 5138).
 const maxEpochSeconds = 1e11
 
+// epoch turns epoch seconds into a time, reading a decimal fraction digit by digit so that
+// 1561003507.123 is exactly .123 s (a float64 would make it .122999907), and the same instant
+// sent as epoch seconds or as RFC 3339 gets the same id. Exponent forms fall back to secs.
+func epoch(text string, secs float64) time.Time {
+	whole, frac, hasFrac := strings.Cut(text, ".")
+	w, err := strconv.ParseInt(whole, 10, 64)
+	if err != nil || strings.ContainsAny(frac, "eE") {
+		intPart, fracPart := math.Modf(secs)
+		return time.Unix(int64(intPart), int64(math.Round(fracPart*1e9))).UTC()
+	}
+	var nanos int64
+	if hasFrac {
+		digits := (frac + "000000000")[:9]
+		nanos, _ = strconv.ParseInt(digits, 10, 64)
+	}
+	return time.Unix(w, nanos).UTC()
+}
+
 func readTimestamp(fields map[string]json.RawMessage, errs []Problem) (time.Time, bool, []Problem) {
 	raw, ok := fields["timestamp"]
 	if !ok || isNull(raw) {
 		return time.Time{}, false, errs
 	}
 	var n json.Number
-	if err := json.Unmarshal(raw, &n); err == nil {
+	if err := json.Unmarshal(raw, &n); err == nil && bytes.TrimSpace(raw)[0] != '"' {
 		secs, err := n.Float64()
 		switch {
 		case err != nil || math.IsNaN(secs) || secs < 0:
@@ -310,8 +331,7 @@ func readTimestamp(fields map[string]json.RawMessage, errs []Problem) (time.Time
 		case secs >= maxEpochSeconds:
 			return time.Time{}, false, append(errs, Problem{Field: "timestamp", Message: "looks like epoch milliseconds; send epoch seconds"})
 		}
-		whole, frac := math.Modf(secs)
-		return time.Unix(int64(whole), int64(math.Round(frac*1e9))).UTC(), true, errs
+		return epoch(n.String(), secs), true, errs
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
