@@ -74,6 +74,8 @@ func New(cfg Config, deps Deps) *fiber.App {
 	app.Post("/events", s.requireToken, s.postEvents)
 	app.Get("/events", s.requireToken, s.getEvents)
 	app.Get("/commits", s.requireToken, s.getCommits)
+	app.Get("/api/v1/metrics/dora", s.requireToken, s.getDORA)
+	app.Get("/api/v1/pipelines", s.requireToken, s.getPipelines)
 	return app
 }
 

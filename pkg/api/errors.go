@@ -7,6 +7,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/devopstic/devopstic/pkg/auth"
+	"github.com/devopstic/devopstic/pkg/dora"
 	"github.com/devopstic/devopstic/pkg/event"
 	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/stream"
@@ -34,7 +35,8 @@ func fail(c *fiber.Ctx, err error) error {
 	switch {
 	case errors.As(err, &verr):
 		return c.Status(fiber.StatusBadRequest).JSON(errorBody{Error: "invalid event", Details: verr.Problems})
-	case errors.Is(err, event.ErrMalformed), errors.Is(err, errBadParameter), errors.Is(err, errBadRequest):
+	case errors.Is(err, event.ErrMalformed), errors.Is(err, errBadParameter), errors.Is(err, errBadRequest),
+		errors.Is(err, dora.ErrBadParameter):
 		return c.Status(fiber.StatusBadRequest).JSON(errorBody{Error: err.Error()})
 	case errors.Is(err, event.ErrTooMany):
 		return c.Status(fiber.StatusRequestEntityTooLarge).JSON(errorBody{Error: err.Error()})

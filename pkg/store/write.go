@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -133,7 +134,35 @@ func queueWrites(sets []fact.Set) *pgx.Batch {
 		b.Queue(upsertIncident, i.Source, i.IncidentID, i.PipelineID, i.Environment, i.OpenedAt,
 			i.ResolvedAt, null(i.CauseDeploymentID), null(i.CauseCommitID))
 	}
+	queuePipelines(b, events, deployments, incidents)
 	return b
+}
+
+// queuePipelines records the pipelines and environments a batch mentions, once each.
+func queuePipelines(b *pgx.Batch, events []fact.Event, deployments []fact.Deployment, incidents []fact.Incident) {
+	type pipelineEnv struct{ pipeline, env string }
+	pipelines := map[string]bool{}
+	envs := map[pipelineEnv]bool{}
+	for _, e := range events {
+		if e.PipelineID != "" {
+			pipelines[e.PipelineID] = true
+		}
+	}
+	for _, d := range deployments {
+		envs[pipelineEnv{d.PipelineID, d.Environment}] = true
+	}
+	for _, i := range incidents {
+		envs[pipelineEnv{i.PipelineID, i.Environment}] = true
+	}
+	for _, p := range slices.Sorted(maps.Keys(pipelines)) {
+		b.Queue(`INSERT INTO pipelines (pipeline_id) VALUES ($1) ON CONFLICT DO NOTHING`, p)
+	}
+	sorted := slices.SortedFunc(maps.Keys(envs), func(a, b pipelineEnv) int {
+		return cmp.Or(strings.Compare(a.pipeline, b.pipeline), strings.Compare(a.env, b.env))
+	})
+	for _, pe := range sorted {
+		b.Queue(`INSERT INTO pipeline_environments (pipeline_id, environment) VALUES ($1, $2) ON CONFLICT DO NOTHING`, pe.pipeline, pe.env)
+	}
 }
 
 // null stores an empty string as NULL: "not said" rather than "said empty".

@@ -1,0 +1,14 @@
+DROP FUNCTION IF EXISTS dora_open_incidents(text[], text, timestamptz);
+DROP FUNCTION IF EXISTS dora_time_to_restore(text[], text, timestamptz, timestamptz, text);
+DROP FUNCTION IF EXISTS dora_lead_time(text[], text, timestamptz, timestamptz, text);
+DROP FUNCTION IF EXISTS dora_change_facts(text[], text, timestamptz, timestamptz);
+DROP FUNCTION IF EXISTS dora_deployments(text[], text, timestamptz, timestamptz, text);
+DROP FUNCTION IF EXISTS dora_deployment_facts(text[], text, timestamptz, timestamptz);
+DROP FUNCTION IF EXISTS dora_buckets(timestamptz, timestamptz, text);
+DROP TABLE IF EXISTS pipeline_environments;
+DROP TABLE IF EXISTS pipelines;
+DROP INDEX IF EXISTS incidents_cause_commit;
+DROP INDEX IF EXISTS incidents_cause_deployment;
+DROP INDEX IF EXISTS incidents_env_resolved;
+DROP INDEX IF EXISTS incidents_resolved;
+DROP INDEX IF EXISTS deployments_env_time;

@@ -1,0 +1,117 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// MetricsQuery is a DORA question: which pipelines (nil for all), which environment, which
+// window [From, To), cut into which buckets (all, day, week or month).
+type MetricsQuery struct {
+	Pipelines   []string
+	Environment string
+	From, To    time.Time
+	Unit        string
+}
+
+// DeploymentStats are deployment frequency, change failure rate and rework rate for one
+// bucket (Start nil: the whole window), as migrations/0002_dora.up.sql computes them.
+type DeploymentStats struct {
+	Start             *time.Time
+	Deployments       int64
+	PerDay            float64
+	PerWeek           float64
+	Attempts          int64
+	Failed            int64
+	ChangeFailureRate *float64
+	Rework            int64
+	ReworkRate        *float64
+}
+
+// LeadTimeStats are lead time for changes and its parts, in whole seconds, for one bucket.
+type LeadTimeStats struct {
+	Start        *time.Time
+	Changes      int64
+	Median       *int64
+	P90          *int64
+	Mean         *int64
+	ReviewMedian *int64
+	DeployMedian *int64
+}
+
+// RestoreStats are time to restore, in whole seconds, for one bucket.
+type RestoreStats struct {
+	Start     *time.Time
+	Incidents int64
+	Median    *int64
+	P90       *int64
+	Mean      *int64
+}
+
+// Metrics answers a MetricsQuery. Each slice holds the whole window first (Start nil), then
+// every bucket in order, empty ones included.
+type Metrics struct {
+	Deployments   []DeploymentStats
+	LeadTime      []LeadTimeStats
+	Restore       []RestoreStats
+	OpenIncidents int64
+}
+
+// Metrics runs the DORA functions in one read-only snapshot, so the figures agree with each
+// other even while the writer writes.
+func (s *Store) Metrics(ctx context.Context, q MetricsQuery) (Metrics, error) {
+	var m Metrics
+	var pipelines any // NULL for every pipeline
+	if q.Pipelines != nil {
+		pipelines = q.Pipelines
+	}
+	args := []any{pipelines, q.Environment, q.From, q.To, q.Unit}
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, `SELECT * FROM dora_deployments($1, $2, $3, $4, $5)`, args...)
+		var err error
+		if m.Deployments, err = pgx.CollectRows(rows, pgx.RowToStructByPos[DeploymentStats]); err != nil {
+			return fmt.Errorf("deployments: %w", err)
+		}
+		rows, _ = tx.Query(ctx, `SELECT * FROM dora_lead_time($1, $2, $3, $4, $5)`, args...)
+		if m.LeadTime, err = pgx.CollectRows(rows, pgx.RowToStructByPos[LeadTimeStats]); err != nil {
+			return fmt.Errorf("lead time: %w", err)
+		}
+		rows, _ = tx.Query(ctx, `SELECT * FROM dora_time_to_restore($1, $2, $3, $4, $5)`, args...)
+		if m.Restore, err = pgx.CollectRows(rows, pgx.RowToStructByPos[RestoreStats]); err != nil {
+			return fmt.Errorf("time to restore: %w", err)
+		}
+		if err := tx.QueryRow(ctx, `SELECT dora_open_incidents($1, $2, $3)`, pipelines, q.Environment, q.To).Scan(&m.OpenIncidents); err != nil {
+			return fmt.Errorf("open incidents: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Metrics{}, fmt.Errorf("DORA metrics: %w", err)
+	}
+	return m, nil
+}
+
+// Pipeline is a pipeline and the environments it was seen deploying to or failing in.
+type Pipeline struct {
+	PipelineID   string   `json:"pipeline_id"`
+	Environments []string `json:"environments"`
+}
+
+// Pipelines lists every pipeline seen, by name.
+func (s *Store) Pipelines(ctx context.Context) ([]Pipeline, error) {
+	rows, _ := s.pool.Query(ctx, `
+SELECT p.pipeline_id,
+       coalesce(array_agg(e.environment ORDER BY e.environment) FILTER (WHERE e.environment IS NOT NULL), '{}')
+FROM pipelines p
+LEFT JOIN pipeline_environments e USING (pipeline_id)
+GROUP BY p.pipeline_id
+ORDER BY p.pipeline_id`)
+	pipelines, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Pipeline])
+	if err != nil {
+		return nil, fmt.Errorf("list pipelines: %w", err)
+	}
+	return pipelines, nil
+}
