@@ -4,7 +4,7 @@ GO      ?= go
 GOFLAGS ?=
 BIN     := bin
 
-.PHONY: run test test-short bench build vet fmt clean help
+.PHONY: run demo test test-short bench build vet fmt clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -12,6 +12,9 @@ help: ## list the targets
 run: ## start everything locally: Postgres under .data/, embedded NATS, ingest and writer on 127.0.0.1:8080
 	$(GO) build -o $(BIN)/devopstic ./services/devopstic
 	exec $(BIN)/devopstic dev
+
+demo: ## load a generated 90-day history of 8 pipelines into a running `make run` (for the dashboards)
+	$(GO) run ./services/devopstic demo
 
 test: ## every test, against a real Postgres and a real NATS server that the tests start themselves
 	$(GO) vet ./...

@@ -18,10 +18,10 @@ import (
 	"github.com/devopstic/devopstic/pkg/stream"
 )
 
-// scenario is a small delivery history whose outcome is known: changes through review and
+// orderScenario is a small delivery history whose outcome is known: changes through review and
 // deploy, a deployment attempt reported twice, a multi-commit deploy, and incidents whose events
 // come in awkward orders.
-func scenario() []string {
+func orderScenario() []string {
 	at := func(minutes int) int { return 1795500000 + 60*minutes }
 	return []string{
 		fmt.Sprintf(`{"type":"commit","pipeline_id":"api","commit_id":"c1","timestamp":%d}`, at(0)),
@@ -119,7 +119,7 @@ func (s *stack) publishRaw(events []string, received time.Time) {
 
 func TestSameTablesWhateverTheOrderAndRepetition(t *testing.T) {
 	t.Parallel()
-	events := scenario()
+	events := orderScenario()
 	reversed := slices.Clone(events)
 	slices.Reverse(reversed)
 	shuffled := slices.Clone(events)
