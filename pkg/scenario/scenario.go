@@ -79,7 +79,9 @@ func Generate(cfg Config) Scenario {
 }
 
 // End is the end of the scenario's window.
-func (s Scenario) End() time.Time { return s.Config.Start.Add(time.Duration(s.Config.Days) * 24 * time.Hour) }
+func (s Scenario) End() time.Time {
+	return s.Config.Start.Add(time.Duration(s.Config.Days) * 24 * time.Hour)
+}
 
 func (p Pipeline) attempts(days int) int {
 	return int(time.Duration(days) * 24 * time.Hour / p.Every)
