@@ -46,6 +46,9 @@ type Event struct {
 	ReceivedAt   time.Time
 	StreamSeq    uint64
 	Payload      json.RawMessage
+	// Headers are the message's headers, kept so that the events table alone can be mapped
+	// again (devopstic rebuild) exactly as the stream message would be.
+	Headers map[string][]string
 }
 
 // Change is what an event knows about one commit of one pipeline. Times that the event does

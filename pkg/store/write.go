@@ -16,8 +16,8 @@ import (
 
 const insertEvent = `
 INSERT INTO events (id, source, kind, pipeline_id, environment, commit_id, commits, incident_id,
-    deployment_id, pull_request_id, status, occurred_at, time_inferred, received_at, stream_seq, payload)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+    deployment_id, pull_request_id, status, occurred_at, time_inferred, received_at, stream_seq, payload, headers)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 ON CONFLICT (id) DO NOTHING`
 
 // The WHERE clause skips updates that change nothing, so a replay over existing rows leaves no
@@ -116,7 +116,7 @@ func queueWrites(sets []fact.Set) *pgx.Batch {
 	for _, e := range events {
 		b.Queue(insertEvent, e.ID, e.Source, e.Kind, null(e.PipelineID), null(e.Environment),
 			null(e.CommitID), e.Commits, null(e.IncidentID), null(e.DeploymentID), e.PullRequestID,
-			null(e.Status), e.OccurredAt, e.TimeInferred, e.ReceivedAt, int64(e.StreamSeq), e.Payload)
+			null(e.Status), e.OccurredAt, e.TimeInferred, e.ReceivedAt, int64(e.StreamSeq), e.Payload, e.Headers)
 	}
 	for _, c := range changes {
 		b.Queue(upsertChange, c.PipelineID, c.CommitID, c.PullRequestID, c.CommittedAt, c.SubmittedAt, c.ApprovedAt)

@@ -47,14 +47,14 @@ var ErrPoison = errors.New("message cannot be written")
 // Writer consumes the stream into the store.
 type Writer struct {
 	cons  jetstream.Consumer
-	store *store.Store
+	apply *Applier
 	cfg   Config
 	log   *slog.Logger
 }
 
 // New returns a writer for the consumer cons (see stream.EnsureConsumer).
 func New(cons jetstream.Consumer, st *store.Store, cfg Config, log *slog.Logger) *Writer {
-	return &Writer{cons: cons, store: st, cfg: cfg, log: log}
+	return &Writer{cons: cons, apply: &Applier{Store: st, RetryMax: cfg.RetryMax, Log: log}, cfg: cfg, log: log}
 }
 
 // Run consumes until ctx is done, then finishes the batch in hand (or, if Postgres is failing,
@@ -117,86 +117,43 @@ func (w *Writer) collect(it jetstream.MessagesContext) ([]jetstream.Msg, error) 
 }
 
 // handle writes a batch and settles every message of it: ack, nak or dead letter.
-func (w *Writer) handle(ctx context.Context, msgs []jetstream.Msg) {
-	sets := make([]fact.Set, 0, len(msgs))
-	decoded := make([]jetstream.Msg, 0, len(msgs))
-	for _, m := range msgs {
-		set, err := decodeMsg(m)
+func (w *Writer) handle(ctx context.Context, batch []jetstream.Msg) {
+	msgs := make([]jetstream.Msg, 0, len(batch))
+	in := make([]Msg, 0, len(batch))
+	for _, m := range batch {
+		meta, err := m.Metadata()
 		if err != nil {
-			w.deadLetter(ctx, m, err)
+			// It could not even be dead-lettered without its sequence: hand it back.
+			w.log.Error("message without metadata, handing it back", "subject", m.Subject(), "error", err)
+			_ = m.Nak()
 			continue
 		}
-		sets = append(sets, set)
-		decoded = append(decoded, m)
+		msgs = append(msgs, m)
+		in = append(in, Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data(), Seq: meta.Sequence.Stream})
 	}
-
-	err := w.retry(ctx, decoded, func(attempt context.Context) error { return w.store.Write(attempt, sets) })
-	switch {
-	case err == nil:
-		for _, m := range decoded {
-			ack(m, w.log)
-		}
-	case ctx.Err() != nil:
-		// Shutting down while Postgres fails: give the batch back for the next writer.
-		for _, m := range decoded {
-			_ = m.Nak()
-		}
-	default:
-		// One message spoils the transaction for all: find it by writing them one at a time.
-		w.log.Warn("batch refused, writing its messages one by one", "messages", len(decoded), "error", err)
-		for i, m := range decoded {
-			w.handleOne(ctx, m, sets[i])
-		}
-	}
-}
-
-func (w *Writer) handleOne(ctx context.Context, m jetstream.Msg, set fact.Set) {
-	err := w.retry(ctx, []jetstream.Msg{m}, func(attempt context.Context) error {
-		return w.store.Write(attempt, []fact.Set{set})
-	})
-	switch {
-	case err == nil:
-		ack(m, w.log)
-	case ctx.Err() != nil:
-		_ = m.Nak()
-	case deliveries(m) >= w.cfg.MaxDeliver:
-		w.deadLetter(ctx, m, err)
-	default:
-		_ = m.NakWithDelay(w.backoff(deliveries(m)))
-	}
-}
-
-// retry runs write until it succeeds, fails permanently, or ctx is done. While it retries a
-// transient failure it tells the server the messages are still in progress, so they are not
-// redelivered to another writer meanwhile.
-func (w *Writer) retry(ctx context.Context, msgs []jetstream.Msg, write func(context.Context) error) error {
-	for attempt := 1; ; attempt++ {
-		// The attempt's context is not ctx: a batch that reached us while shutting down is
-		// still written, only the waiting between retries stops.
-		attemptCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		err := write(attemptCtx)
-		cancel()
-		if err == nil || !store.IsTransient(err) {
-			return err
-		}
-		delay := w.backoff(attempt)
-		if attempt == 1 || attempt%10 == 0 {
-			w.log.Warn("database unavailable, retrying", "attempt", attempt, "retry_in", delay, "messages", len(msgs), "error", err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("stopped retrying: %w", err)
-		case <-time.After(delay):
-		}
+	// While Postgres is down the batch is held and retried; tell the server it is still in
+	// progress, so it is not redelivered to another writer meanwhile.
+	keepAlive := func() {
 		for _, m := range msgs {
 			_ = m.InProgress()
 		}
 	}
-}
-
-func (w *Writer) backoff(attempt int) time.Duration {
-	d := 100 * time.Millisecond << min(attempt-1, 16)
-	return min(d, w.cfg.RetryMax)
+	for i, err := range w.apply.Apply(ctx, in, keepAlive) {
+		m := msgs[i]
+		switch {
+		case err == nil:
+			ack(m, w.log)
+		case errors.Is(err, ErrPoison):
+			w.deadLetter(ctx, m, err)
+		case errors.Is(err, ErrStopped):
+			// Shutting down while Postgres fails: give the message back for the next writer.
+			_ = m.Nak()
+		case deliveries(m) >= w.cfg.MaxDeliver:
+			w.deadLetter(ctx, m, err)
+		default:
+			_ = m.NakWithDelay(backoff(deliveries(m), w.cfg.RetryMax))
+		}
+	}
 }
 
 // deadLetter records a message in dead_letters and terminates it. If the record cannot be
@@ -217,7 +174,7 @@ func (w *Writer) deadLetter(ctx context.Context, m jetstream.Msg, reason error) 
 		Deliveries: int(meta.NumDelivered),
 		FailedAt:   time.Now().UTC(),
 	}
-	err = w.retry(ctx, []jetstream.Msg{m}, func(attempt context.Context) error { return w.store.SaveDeadLetter(attempt, dl) })
+	err = w.apply.SaveDeadLetter(ctx, dl, func() { _ = m.InProgress() })
 	if err != nil {
 		w.log.Error("cannot save dead letter, handing the message back", "stream_seq", dl.StreamSeq, "error", err)
 		_ = m.Nak()
@@ -244,14 +201,6 @@ func deliveries(m jetstream.Msg) int {
 	return int(meta.NumDelivered)
 }
 
-func decodeMsg(m jetstream.Msg) (fact.Set, error) {
-	meta, err := m.Metadata()
-	if err != nil {
-		return fact.Set{}, fmt.Errorf("%w: %w", ErrPoison, err)
-	}
-	return Decode(m.Subject(), m.Headers(), m.Data(), meta.Sequence.Stream)
-}
-
 // Decode maps one stream message to the facts it contributes. It is a pure function of the
 // message, so a replay maps every message exactly as the first pass did (or as the fixed code
 // now does). Every error wraps ErrPoison.
@@ -270,7 +219,9 @@ func Decode(subject string, header nats.Header, data []byte, seq uint64) (fact.S
 		if err != nil {
 			return fact.Set{}, fmt.Errorf("%w: %w", ErrPoison, err)
 		}
-		return event.Facts(e, data, receivedAt, seq), nil
+		set := event.Facts(e, data, receivedAt, seq)
+		set.Event.Headers = header
+		return set, nil
 	default:
 		return fact.Set{}, fmt.Errorf("%w: unknown source %q", ErrPoison, source)
 	}

@@ -5,6 +5,8 @@
 //	devopstic dev       what `make run` starts: serve, plus a local Postgres under the data
 //	                    directory, a generated JWT key and admin/admin unless told otherwise
 //	devopstic migrate   bring the database schema up to date and exit
+//
+// and the operating commands status, replay, rebuild and dead-letters (admin.go).
 package main
 
 import (
@@ -77,11 +79,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintln(stdout, "database schema is up to date")
 		return nil
+	case "status", "replay", "rebuild", "dead-letters":
+		return admin(ctx, cfg, args, stdout, os.Stderr, log)
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage+adminUsage)
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q\n\n%s", args[0], usage)
+		return fmt.Errorf("unknown command %q\n\n%s", args[0], usage+adminUsage)
 	}
 }
 

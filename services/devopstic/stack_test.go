@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,14 @@ import (
 	"github.com/devopstic/devopstic/pkg/testenv"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+// TestMain doubles as a writer process: the fault tests re-run this test binary with
+// DEVOPSTIC_TEST_RUN_WRITER=1 to get writers they can SIGKILL (see runWriterProcess).
+func TestMain(m *testing.M) {
+	if os.Getenv("DEVOPSTIC_TEST_RUN_WRITER") == "1" {
+		runWriterProcess()
+	}
+	testenv.Main(m)
+}
 
 // stack is the all-in-one service running in the test process against a real Postgres and a
 // real NATS server, reached over real HTTP.
@@ -30,6 +38,7 @@ type stack struct {
 	db    *pgxpool.Pool
 	nats  *testenv.NATS
 	stop  func()
+	cfg   config.AllInOne
 }
 
 type stackOption func(env map[string]string)
@@ -67,7 +76,7 @@ func startStack(t testing.TB, dbURL string, opts ...stackOption) *stack {
 	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	go func() { done <- serve(ctx, cfg, ln, log) }()
 
-	s := &stack{t: t, base: "http://" + ln.Addr().String(), nats: n}
+	s := &stack{t: t, base: "http://" + ln.Addr().String(), nats: n, cfg: cfg}
 	var once bool
 	s.stop = func() {
 		if once {

@@ -1,0 +1,477 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/devopstic/devopstic/pkg/config"
+	"github.com/devopstic/devopstic/pkg/replay"
+	"github.com/devopstic/devopstic/pkg/store"
+	"github.com/devopstic/devopstic/pkg/stream"
+	"github.com/devopstic/devopstic/pkg/writer"
+)
+
+const adminUsage = `
+operating commands (they read the same DEVOPSTIC_* variables; without DEVOPSTIC_NATS_URL they
+reach the embedded server at DEVOPSTIC_EMBEDDED_NATS_ADDR, and without DEVOPSTIC_DATABASE_URL the
+local Postgres of "make run" when there is one):
+  status                          the stream, the writer's lag, dead letters, table row counts
+  replay --from SEQ|TIME [--to SEQ|TIME] [--subjects S,...] [--restart]
+                                  apply part of the stream again (resumes after Ctrl-C)
+  rebuild [--from-stream [--force]]
+                                  recompute every table from the events table (or the stream)
+                                  into fresh tables and swap them in at once
+  dead-letters list | show SEQ | retry SEQ|--all | discard SEQ|--all
+`
+
+// adminEnv is what the operating commands work with.
+type adminEnv struct {
+	cfg    config.AllInOne
+	st     *store.Store
+	js     jetstream.JetStream // nil for commands that need no NATS
+	stdout io.Writer
+	stderr io.Writer
+	log    *slog.Logger
+}
+
+// admin runs an operating command: args[0] is its name.
+func admin(ctx context.Context, cfg config.AllInOne, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+	needNATS := args[0] != "dead-letters"
+	env, closeEnv, err := openAdmin(ctx, cfg, needNATS, stdout, stderr, log)
+	if err != nil {
+		return err
+	}
+	defer closeEnv()
+	switch args[0] {
+	case "status":
+		return env.status(ctx, args[1:])
+	case "replay":
+		return env.replay(ctx, args[1:])
+	case "rebuild":
+		return env.rebuild(ctx, args[1:])
+	default:
+		return env.deadLetters(ctx, args[1:])
+	}
+}
+
+func openAdmin(ctx context.Context, cfg config.AllInOne, needNATS bool, stdout, stderr io.Writer, log *slog.Logger) (*adminEnv, func(), error) {
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	dbURL := cfg.Database.ConnString()
+	if cfg.Database.URL == "" {
+		// The local cluster of `make run`, when there is one (started if it is not running).
+		dataDir, err := filepath.Abs(cfg.Embedded.DataDir)
+		if err == nil {
+			if _, err := os.Stat(filepath.Join(dataDir, "postgres", "PG_VERSION")); err == nil {
+				cfg.Embedded.DataDir = dataDir
+				cluster, err := startLocalPostgres(ctx, cfg.Embedded, io.Discard)
+				if err != nil {
+					return nil, nil, err
+				}
+				closers = append(closers, func() { _ = cluster.StopIfStarted() })
+				dbURL = cluster.URL("devopstic")
+			}
+		}
+	}
+	if err := store.Migrate(ctx, dbURL); err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	st, err := store.Open(ctx, dbURL, 4)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	closers = append(closers, st.Close)
+	env := &adminEnv{cfg: cfg, st: st, stdout: stdout, stderr: stderr, log: log}
+	if needNATS {
+		natsURL := cfg.NATS.URL
+		if natsURL == "" {
+			natsURL = "nats://" + cfg.Embedded.NATSAddr
+		}
+		nc, err := nats.Connect(natsURL, nats.Name("devopstic-admin"), nats.Timeout(5*time.Second))
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("connect to NATS at %s (is the service running? set DEVOPSTIC_NATS_URL): %w", natsURL, err)
+		}
+		closers = append(closers, nc.Close)
+		if env.js, err = jetstream.New(nc); err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("open JetStream: %w", err)
+		}
+	}
+	return env, closeAll, nil
+}
+
+func (e *adminEnv) applier() writer.Applier {
+	return writer.Applier{Store: e.st, RetryMax: e.cfg.Writer.RetryMax, Log: e.log}
+}
+
+func (e *adminEnv) progressOptions(batch int) replay.Options {
+	opts := replay.Options{BatchSize: batch, Progress: e.stderr}
+	if f, ok := e.stderr.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			opts.Terminal = true
+		}
+	}
+	return opts
+}
+
+func (e *adminEnv) replay(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	from := fs.String("from", "", "first message: a stream sequence (1 for all) or an RFC 3339 time (required)")
+	to := fs.String("to", "", "last message: a stream sequence or an RFC 3339 time (default: the last one when the replay starts)")
+	subjects := fs.String("subjects", "", "comma-separated subjects to replay, wildcards allowed (default: devopstic.events.>)")
+	batch := fs.Int("batch", e.cfg.Writer.BatchSize, "messages per transaction")
+	restart := fs.Bool("restart", false, "start over instead of resuming an interrupted replay of the same range")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *from == "" {
+		return errors.New("replay needs --from: a stream sequence (1 replays everything the stream holds) or an RFC 3339 time")
+	}
+	var rng replay.Range
+	var err error
+	if rng.From, err = replay.ParseBound(*from); err != nil {
+		return fmt.Errorf("--from: %w", err)
+	}
+	if rng.To, err = replay.ParseBound(*to); err != nil {
+		return fmt.Errorf("--to: %w", err)
+	}
+	for _, s := range strings.Split(*subjects, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			rng.Subjects = append(rng.Subjects, s)
+		}
+	}
+	if *batch < 1 {
+		return errors.New("--batch must be at least 1")
+	}
+	opts := e.progressOptions(*batch)
+	opts.Checkpoint, opts.Restart = true, *restart
+	ap := e.applier()
+	sum, err := replay.Stream(ctx, e.js, &ap, rng, opts)
+	if sum.Resumed {
+		fmt.Fprintf(e.stdout, "resumed an interrupted replay of %s\n", sum.Name)
+	}
+	if sum.Gone > 0 {
+		fmt.Fprintf(e.stdout, "warning: the first %d messages of the range are no longer in the stream (retention); "+
+			"`devopstic rebuild` recomputes the tables from the events table, which still has them\n", sum.Gone)
+	}
+	if errors.Is(err, replay.ErrInterrupted) {
+		fmt.Fprintf(e.stdout, "interrupted after %d messages (up to stream sequence %d of %d); run the same command again to resume\n",
+			sum.Messages, sum.LastSeq, sum.EndSeq)
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "replayed stream sequences %d to %d: %d messages applied, %d dead-lettered, in %s (%.0f messages/s)\n",
+		sum.StartSeq, sum.EndSeq, sum.Messages-sum.DeadLettered, sum.DeadLettered, sum.Elapsed.Round(time.Millisecond),
+		float64(sum.Messages)/max(sum.Elapsed.Seconds(), 1e-3))
+	return nil
+}
+
+func (e *adminEnv) rebuild(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("rebuild", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fromStream := fs.Bool("from-stream", false, "read the whole stream instead of the events table")
+	force := fs.Bool("force", false, "with --from-stream: go on even though the stream has lost events the table still has")
+	batch := fs.Int("batch", e.cfg.Writer.BatchSize, "events per transaction")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var js jetstream.JetStream
+	if *fromStream {
+		js = e.js
+	}
+	sum, err := replay.Rebuild(ctx, e.st, js, *force, e.applier(), e.progressOptions(max(*batch, 1)))
+	if err != nil {
+		return err
+	}
+	source := "the events table"
+	if sum.FromStream {
+		source = "the stream"
+	}
+	fmt.Fprintf(e.stdout, "rebuilt from %s: %d events mapped, %d dead-lettered, %d written meanwhile caught up; swapped in %s; total %s\n",
+		source, sum.Read, sum.DeadLettered, sum.CaughtUp, sum.Swap.Round(time.Millisecond), sum.Elapsed.Round(time.Millisecond))
+	for _, t := range store.StreamTables {
+		fmt.Fprintf(e.stdout, "  %-22s %10d rows (was %d)\n", t, sum.After[t], sum.Before[t])
+	}
+	return nil
+}
+
+func (e *adminEnv) deadLetters(ctx context.Context, args []string) error {
+	const usage = "usage: devopstic dead-letters list | show SEQ | retry SEQ|--all | discard SEQ|--all"
+	if len(args) == 0 {
+		return errors.New(usage)
+	}
+	switch args[0] {
+	case "list":
+		dls, err := e.st.DeadLetters(ctx)
+		if err != nil {
+			return err
+		}
+		for _, dl := range dls {
+			fmt.Fprintf(e.stdout, "%d\t%s\t%s\t%d deliveries\t%s\n", dl.StreamSeq, dl.FailedAt.UTC().Format(time.RFC3339), dl.Subject, dl.Deliveries, dl.Reason)
+		}
+		fmt.Fprintf(e.stdout, "%d dead letters\n", len(dls))
+		return nil
+	case "show":
+		seq, err := seqArg(args)
+		if err != nil {
+			return err
+		}
+		dl, err := e.st.DeadLetter(ctx, seq)
+		if err != nil {
+			return err
+		}
+		out, err := json.MarshalIndent(map[string]any{
+			"stream_seq": dl.StreamSeq, "subject": dl.Subject, "headers": dl.Headers, "reason": dl.Reason,
+			"deliveries": dl.Deliveries, "failed_at": dl.FailedAt.UTC(), "data": string(dl.Data),
+		}, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stdout, string(out))
+		return nil
+	case "retry":
+		return e.retryDeadLetters(ctx, args)
+	case "discard":
+		var seqs []uint64
+		if len(args) != 2 || args[1] != "--all" {
+			seq, err := seqArg(args)
+			if err != nil {
+				return err
+			}
+			seqs = []uint64{seq}
+		}
+		n, err := e.st.DeleteDeadLetters(ctx, seqs)
+		if err != nil {
+			return err
+		}
+		if seqs != nil && n == 0 {
+			return fmt.Errorf("%w: no dead letter for stream sequence %d", store.ErrNotFound, seqs[0])
+		}
+		fmt.Fprintf(e.stdout, "discarded %d dead letters (the messages stay in the stream: a replay would try them again)\n", n)
+		return nil
+	}
+	return errors.New(usage)
+}
+
+// retryDeadLetters applies dead letters directly through the writer's code and deletes those
+// that were written. Republishing them instead would be dropped by JetStream as duplicates
+// inside the duplicate window (they keep their Nats-Msg-Id), and would put a second copy of
+// each message in the stream; applying directly also answers at once whether the fix worked.
+func (e *adminEnv) retryDeadLetters(ctx context.Context, args []string) error {
+	var dls []store.DeadLetter
+	if len(args) == 2 && args[1] == "--all" {
+		var after uint64
+		for {
+			page, err := e.st.DeadLettersFrom(ctx, after, 10000)
+			if err != nil {
+				return err
+			}
+			if len(page) == 0 {
+				break
+			}
+			dls = append(dls, page...)
+			after = page[len(page)-1].StreamSeq
+		}
+	} else {
+		seq, err := seqArg(args)
+		if err != nil {
+			return err
+		}
+		dl, err := e.st.DeadLetter(ctx, seq)
+		if err != nil {
+			return err
+		}
+		dls = []store.DeadLetter{dl}
+	}
+	ap := e.applier()
+	var written []uint64
+	var failed int
+	for start := 0; start < len(dls); start += e.cfg.Writer.BatchSize {
+		chunk := dls[start:min(start+e.cfg.Writer.BatchSize, len(dls))]
+		msgs := make([]writer.Msg, len(chunk))
+		for i, dl := range chunk {
+			msgs[i] = writer.Msg{Subject: dl.Subject, Header: nats.Header(dl.Headers), Data: dl.Data, Seq: dl.StreamSeq}
+		}
+		for i, err := range ap.Apply(ctx, msgs, nil) {
+			dl := chunk[i]
+			switch {
+			case err == nil:
+				written = append(written, dl.StreamSeq)
+			case errors.Is(err, writer.ErrStopped):
+				return fmt.Errorf("interrupted: %w", err)
+			default:
+				failed++
+				dl.Reason, dl.Deliveries, dl.FailedAt = err.Error(), dl.Deliveries+1, time.Now().UTC()
+				if err := e.st.SaveDeadLetter(ctx, dl); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "%d still fails: %s\n", dl.StreamSeq, dl.Reason)
+			}
+		}
+	}
+	if len(written) > 0 {
+		if _, err := e.st.DeleteDeadLetters(ctx, written); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(e.stdout, "retried %d dead letters: %d written and removed, %d still failing\n", len(dls), len(written), failed)
+	if failed > 0 {
+		return fmt.Errorf("%d dead letters still fail", failed)
+	}
+	return nil
+}
+
+func seqArg(args []string) (uint64, error) {
+	if len(args) != 2 {
+		return 0, fmt.Errorf("dead-letters %s needs one stream sequence (see dead-letters list)", args[0])
+	}
+	seq, err := strconv.ParseUint(args[1], 10, 64)
+	if err != nil || seq == 0 {
+		return 0, fmt.Errorf("%q is not a stream sequence", args[1])
+	}
+	return seq, nil
+}
+
+// Status is what `devopstic status --json` prints.
+type Status struct {
+	Stream struct {
+		Messages  uint64    `json:"messages"`
+		Bytes     uint64    `json:"bytes"`
+		FirstSeq  uint64    `json:"first_seq"`
+		FirstTime time.Time `json:"first_time"`
+		LastSeq   uint64    `json:"last_seq"`
+		LastTime  time.Time `json:"last_time"`
+		MaxAge    string    `json:"max_age"`
+		MaxBytes  int64     `json:"max_bytes"`
+		Replicas  int       `json:"replicas"`
+	} `json:"stream"`
+	Consumer *struct {
+		NumPending     uint64 `json:"num_pending"`
+		NumAckPending  int    `json:"num_ack_pending"`
+		NumRedelivered int    `json:"num_redelivered"`
+		DeliveredSeq   uint64 `json:"delivered_seq"`
+		AckFloorSeq    uint64 `json:"ack_floor_seq"`
+	} `json:"consumer"`
+	DeadLetters int64            `json:"dead_letters"`
+	Rows        map[string]int64 `json:"rows"`
+	Replays     []string         `json:"unfinished_replays,omitempty"`
+}
+
+func (e *adminEnv) status(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var s Status
+	str, err := e.js.Stream(ctx, stream.StreamName)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream.StreamName, err)
+	}
+	info, err := str.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream.StreamName, err)
+	}
+	st := info.State
+	s.Stream.Messages, s.Stream.Bytes, s.Stream.FirstSeq, s.Stream.FirstTime = st.Msgs, st.Bytes, st.FirstSeq, st.FirstTime
+	s.Stream.LastSeq, s.Stream.LastTime = st.LastSeq, st.LastTime
+	s.Stream.MaxAge, s.Stream.MaxBytes, s.Stream.Replicas = info.Config.MaxAge.String(), info.Config.MaxBytes, info.Config.Replicas
+	cons, err := str.Consumer(ctx, stream.ConsumerName)
+	if err == nil {
+		ci, err := cons.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("consumer %s: %w", stream.ConsumerName, err)
+		}
+		s.Consumer = &struct {
+			NumPending     uint64 `json:"num_pending"`
+			NumAckPending  int    `json:"num_ack_pending"`
+			NumRedelivered int    `json:"num_redelivered"`
+			DeliveredSeq   uint64 `json:"delivered_seq"`
+			AckFloorSeq    uint64 `json:"ack_floor_seq"`
+		}{ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.Delivered.Stream, ci.AckFloor.Stream}
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("consumer %s: %w", stream.ConsumerName, err)
+	}
+	if s.Rows, err = e.st.RowCounts(ctx); err != nil {
+		return err
+	}
+	s.DeadLetters = s.Rows["dead_letters"]
+	delete(s.Rows, "dead_letters")
+	cps, err := e.st.Checkpoints(ctx)
+	if err != nil {
+		return err
+	}
+	for _, cp := range cps {
+		s.Replays = append(s.Replays, fmt.Sprintf("%s: at stream sequence %d of %d, last run %s", cp.Name, cp.LastSeq, cp.EndSeq, cp.UpdatedAt.UTC().Format(time.RFC3339)))
+	}
+	if *asJSON {
+		out, err := json.MarshalIndent(s, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stdout, string(out))
+		return nil
+	}
+	w := e.stdout
+	fmt.Fprintf(w, "stream %s: %d messages, %s, sequences %d to %d", stream.StreamName, st.Msgs, bytesText(st.Bytes), st.FirstSeq, st.LastSeq)
+	if st.Msgs > 0 {
+		fmt.Fprintf(w, ", %s to %s", st.FirstTime.UTC().Format(time.RFC3339), st.LastTime.UTC().Format(time.RFC3339))
+	}
+	maxBytes := "no size cap"
+	if info.Config.MaxBytes > 0 {
+		maxBytes = "at most " + bytesText(uint64(info.Config.MaxBytes))
+	}
+	fmt.Fprintf(w, "\n  kept for %s (0s: forever), %s, %d replica(s)\n", info.Config.MaxAge, maxBytes, info.Config.Replicas)
+	if c := s.Consumer; c != nil {
+		fmt.Fprintf(w, "writer: %d pending, %d awaiting ack, %d redelivered; delivered up to %d, acknowledged up to %d\n",
+			c.NumPending, c.NumAckPending, c.NumRedelivered, c.DeliveredSeq, c.AckFloorSeq)
+	} else {
+		fmt.Fprintln(w, "writer: no consumer yet (no writer has started)")
+	}
+	fmt.Fprintf(w, "dead letters: %d\n", s.DeadLetters)
+	fmt.Fprint(w, "rows:")
+	for _, t := range store.StreamTables {
+		fmt.Fprintf(w, " %s %d", t, s.Rows[t])
+	}
+	fmt.Fprintln(w)
+	for _, r := range s.Replays {
+		fmt.Fprintf(w, "unfinished replay %s\n", r)
+	}
+	return nil
+}
+
+func bytesText(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
