@@ -38,6 +38,9 @@ func Open(ctx context.Context, url string, maxConns int32) (*Store, error) {
 	}
 	// The metrics bucket days, weeks and months in UTC (DORA.md), whatever the server's zone.
 	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
+	// Plan every execution with its parameters: the metrics functions filter on "all pipelines
+	// or these", which a generic plan cannot turn into an index scan on the pipeline.
+	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create database pool: %w", err)
