@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/devopstic/devopstic/pkg/scenario"
 )
 
 // grafanaPanel is what the test needs of a dashboard panel.
@@ -166,7 +168,14 @@ func TestDashboardPanelsAgreeWithTheAPI(t *testing.T) {
 		`{"type":"incident_status_change","pipeline_id":"it's","environment":"production","incident_id":"q","status":"success","timestamp":"2026-11-02T06:20:00Z"}`,
 	}
 	s.postJSON(http.StatusAccepted, "["+strings.Join(quoted, ",")+"]")
-	s.waitCount(len(doraScenario)+len(quoted), `SELECT count(*) FROM events`)
+	// And generated pipelines around the window, so that All covers many rhythms.
+	generated := scenario.Generate(scenario.Config{Seed: 3, Pipelines: 3, Start: time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC), Days: 45}).Events()
+	for start := 0; start < len(generated); start += 1000 {
+		body, err := json.Marshal(generated[start:min(start+1000, len(generated))])
+		require.NoError(t, err)
+		s.postJSON(http.StatusAccepted, string(body))
+	}
+	s.waitCount(len(doraScenario)+len(quoted)+len(generated), `SELECT count(*) FROM events`)
 	s.waitDrained()
 
 	from := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
@@ -224,7 +233,7 @@ func TestDashboardPanelsAgreeWithTheAPI(t *testing.T) {
 				}
 			}
 		}
-		require.Equal(t, []string{"api", "it's", "web"}, allPipelines)
+		require.Equal(t, []string{"api", "it's", "service-01", "service-02", "service-03", "web"}, allPipelines)
 
 		for _, sel := range []struct {
 			name      string
