@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/url"
 
 	"github.com/gofiber/fiber/v2"
@@ -13,7 +14,7 @@ import (
 func (s *server) getDORA(c *fiber.Ctx) error {
 	values, err := url.ParseQuery(string(c.Request().URI().QueryString()))
 	if err != nil {
-		return fail(c, errBadParameter)
+		return fail(c, fmt.Errorf("%w: query string: %w", errBadParameter, err))
 	}
 	q, err := dora.ParseQuery(values, s.deps.Now())
 	if err != nil {

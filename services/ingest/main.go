@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -36,6 +37,7 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 	log := cfg.Log.Logger(os.Stderr)
+	slog.SetDefault(log)
 
 	nc, err := stream.Connect(cfg.NATS.URL, "devopstic-ingest")
 	if err != nil {

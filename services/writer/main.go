@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -34,6 +35,7 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 	log := cfg.Log.Logger(os.Stderr)
+	slog.SetDefault(log)
 
 	nc, err := stream.Connect(cfg.NATS.URL, "devopstic-writer")
 	if err != nil {
