@@ -37,6 +37,7 @@ commands:
   serve     run the ingest and the writer (embedded NATS unless DEVOPSTIC_NATS_URL is set)
   dev       serve with a local Postgres and generated secrets: what "make run" starts
   migrate   bring the database schema up to date and exit
+  demo      load a generated 90-day history into a running DevOpstic (make demo)
 
 Configuration is read from DEVOPSTIC_* environment variables; see README.md.
 `
@@ -73,6 +74,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return serve(ctx, cfg, ln, log)
 	case "dev":
 		return dev(ctx, cfg, stdout, log)
+	case "demo":
+		return demo(ctx, cfg, args[1:], stdout)
 	case "migrate":
 		if err := store.Migrate(ctx, cfg.Database.ConnString()); err != nil {
 			return err
