@@ -17,6 +17,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/requestid"
 
 	"github.com/devopstic/devopstic/pkg/auth"
+	"github.com/devopstic/devopstic/pkg/github"
 	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/stream"
 )
@@ -27,6 +28,10 @@ type Config struct {
 	BodyLimit int
 	// MaxBatch is the most events one request may carry.
 	MaxBatch int
+	// GitHubSecrets verify POST /github/events; none turns the endpoint off.
+	GitHubSecrets []string
+	// GitHub are the operator's GitHub mapping options (the URL adds its own per delivery).
+	GitHub github.Options
 }
 
 // Deps are what the API talks to.
@@ -74,6 +79,7 @@ func New(cfg Config, deps Deps) *fiber.App {
 	app.Post("/events", s.requireToken, s.postEvents)
 	app.Get("/events", s.requireToken, s.getEvents)
 	app.Get("/commits", s.requireToken, s.getCommits)
+	app.Post("/github/events", s.postGitHub)
 	app.Get("/api/v1/metrics/dora", s.requireToken, s.getDORA)
 	app.Get("/api/v1/pipelines", s.requireToken, s.getPipelines)
 	return app

@@ -79,6 +79,15 @@ type Auth struct {
 	TokenTTL  time.Duration `env:"DEVOPSTIC_TOKEN_TTL" envDefault:"24h"`
 }
 
+// GitHub configures POST /github/events.
+type GitHub struct {
+	// Secrets verify signatures; several, comma-separated, for rotation. None: GitHub is off.
+	Secrets           []string `env:"DEVOPSTIC_GITHUB_WEBHOOK_SECRET" envSeparator:","`
+	DeployWorkflows   []string `env:"DEVOPSTIC_GITHUB_DEPLOY_WORKFLOWS" envSeparator:","`
+	DeployEnvironment string   `env:"DEVOPSTIC_GITHUB_DEPLOY_ENVIRONMENT" envDefault:"production"`
+	IncidentLabel     string   `env:"DEVOPSTIC_GITHUB_INCIDENT_LABEL" envDefault:"incident"`
+}
+
 // MinJWTSecret is the shortest accepted key: HS256 wants at least 256 bits.
 const MinJWTSecret = 32
 
@@ -133,6 +142,7 @@ func (l Log) SlogLevel() (slog.Level, error) {
 type Ingest struct {
 	HTTP     HTTP
 	Auth     Auth
+	GitHub   GitHub
 	NATS     NATS
 	Database Database
 	Log      Log
@@ -151,6 +161,7 @@ type Writer struct {
 type AllInOne struct {
 	HTTP     HTTP
 	Auth     Auth
+	GitHub   GitHub
 	NATS     NATS
 	Database Database
 	Writer   WriterTuning
@@ -280,5 +291,5 @@ func (l Log) Logger(w io.Writer) *slog.Logger {
 
 // Ingest is the part of the all-in-one's configuration that the ingest uses.
 func (c AllInOne) Ingest() Ingest {
-	return Ingest{HTTP: c.HTTP, Auth: c.Auth, NATS: c.NATS, Database: c.Database, Log: c.Log}
+	return Ingest{HTTP: c.HTTP, Auth: c.Auth, GitHub: c.GitHub, NATS: c.NATS, Database: c.Database, Log: c.Log}
 }

@@ -24,6 +24,8 @@ type Set struct {
 	Changes     []Change
 	Deployments []Deployment
 	Incidents   []Incident
+	PushCommits []PushCommit
+	Links       []ChangeLink
 }
 
 // Event is the raw event row: one per message, keyed by ID. The typed columns repeat what the
@@ -92,4 +94,21 @@ type Incident struct {
 	ResolvedAt        *time.Time
 	CauseDeploymentID string
 	CauseCommitID     string
+}
+
+// PushCommit says a push whose head is HeadID brought CommitID: a deployment of the head ships
+// it, whichever arrives first.
+type PushCommit struct {
+	PipelineID string
+	HeadID     string
+	CommitID   string
+}
+
+// ChangeLink says two commits are one change, such as a merged pull request's head and merge
+// commit: the change's times are the earliest of both (a squash merge keeps the times of the
+// commits it replaced).
+type ChangeLink struct {
+	PipelineID string
+	CommitID   string
+	LinkedID   string
 }

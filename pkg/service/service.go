@@ -18,6 +18,7 @@ import (
 	"github.com/devopstic/devopstic/pkg/api"
 	"github.com/devopstic/devopstic/pkg/auth"
 	"github.com/devopstic/devopstic/pkg/config"
+	"github.com/devopstic/devopstic/pkg/github"
 	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/stream"
 	"github.com/devopstic/devopstic/pkg/writer"
@@ -65,7 +66,16 @@ func Ingest(cfg config.Ingest, nc *nats.Conn, js jetstream.JetStream, st *store.
 		return nil
 	}
 	return api.New(
-		api.Config{BodyLimit: cfg.HTTP.BodyLimit, MaxBatch: cfg.HTTP.MaxBatch},
+		api.Config{
+			BodyLimit:     cfg.HTTP.BodyLimit,
+			MaxBatch:      cfg.HTTP.MaxBatch,
+			GitHubSecrets: cfg.GitHub.Secrets,
+			GitHub: github.Options{
+				DeployWorkflows:   cfg.GitHub.DeployWorkflows,
+				DeployEnvironment: cfg.GitHub.DeployEnvironment,
+				IncidentLabel:     cfg.GitHub.IncidentLabel,
+			},
+		},
 		api.Deps{
 			Publisher: pub,
 			Store:     st,

@@ -16,7 +16,8 @@ import (
 // StreamTables are the tables that are a pure function of the stream: the ones Write fills and
 // a rebuild recomputes, in the order a rebuild refills them (a referenced table first). A table
 // that Write starts filling must be added here; a rebuild fails loudly until it is.
-var StreamTables = []string{"events", "changes", "deployments", "deployment_commits", "incidents", "pipelines", "pipeline_environments"}
+var StreamTables = []string{"events", "changes", "deployments", "deployment_commits", "incidents", "pipelines", "pipeline_environments",
+	"push_commits", "change_links"}
 
 // rebuildSchema holds a rebuild's fresh tables until they are swapped in.
 const rebuildSchema = "devopstic_rebuild"
@@ -150,14 +151,15 @@ func (r *Rebuild) Write(ctx context.Context, sets []fact.Set) error {
 }
 
 // Swap replaces the contents of the live tables with the rebuilt ones, in one transaction:
-// readers see the old tables until it commits and the new ones after, never a mix. First, with
+// readers see the old rows until it commits and the new ones after, never a mix, and never wait.
+// First, with
 // the writers held off, it maps the events the writer added since the rebuild began (those
 // with a stream sequence after afterSeq that the rebuild lacks) with decode and writes them into
 // the rebuild, so nothing written meanwhile is lost. It returns how many it caught up.
 //
 // The copy rather than a rename keeps every view, function, grant and index name of the live
-// tables as the migrations made them; its price is that readers wait for the copy (measured in
-// the rebuild test).
+// tables as the migrations made them; its price is that the writers wait for the copy
+// (measured in TestRebuildWhileWriting) and a VACUUM afterwards.
 func (r *Rebuild) Swap(ctx context.Context, afterSeq uint64, decode func([]RawEvent) ([]fact.Set, error)) (int, error) {
 	live := make([]string, len(StreamTables))
 	for i, t := range StreamTables {
@@ -165,8 +167,8 @@ func (r *Rebuild) Swap(ctx context.Context, afterSeq uint64, decode func([]RawEv
 	}
 	var caughtUp int
 	err := pgx.BeginFunc(ctx, r.s.pool, func(tx pgx.Tx) error {
-		// EXCLUSIVE holds off the writers (in the order they lock, so no deadlock) and lets
-		// readers go on while catching up; TRUNCATE then takes the tables for the copy.
+		// EXCLUSIVE holds off the writers (locking in the order they do, so no deadlock) and
+		// lets readers go on, on the old rows, until the commit.
 		if _, err := tx.Exec(ctx, `LOCK TABLE `+strings.Join(live, ", ")+` IN EXCLUSIVE MODE`); err != nil {
 			return fmt.Errorf("lock the live tables: %w", err)
 		}
@@ -195,8 +197,11 @@ AND NOT EXISTS (SELECT 1 FROM `+ident(rebuildSchema, "events")+` n WHERE n.strea
 			}
 			caughtUp = len(missing)
 		}
-		if _, err := tx.Exec(ctx, `TRUNCATE `+strings.Join(live, ", ")); err != nil {
-			return fmt.Errorf("empty the live tables: %w", err)
+		// DELETE, not TRUNCATE: readers go on seeing the old rows until the commit.
+		for i := len(live) - 1; i >= 0; i-- {
+			if _, err := tx.Exec(ctx, `DELETE FROM `+live[i]); err != nil {
+				return fmt.Errorf("empty %s: %w", live[i], err)
+			}
 		}
 		for _, t := range StreamTables {
 			var cols string
@@ -213,6 +218,13 @@ WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerat
 	})
 	if err != nil {
 		return 0, fmt.Errorf("swap the rebuilt tables in: %w", err)
+	}
+	// The old rows are dead tuples now; reclaim them (and refresh the planner's statistics)
+	// rather than wait for autovacuum. Best effort: the swap is done.
+	for _, t := range live {
+		if _, err := r.conn.Exec(ctx, `VACUUM ANALYZE `+t); err != nil {
+			break
+		}
 	}
 	return caughtUp, nil
 }

@@ -134,6 +134,17 @@ func queueWrites(sets []fact.Set) *pgx.Batch {
 		b.Queue(upsertIncident, i.Source, i.IncidentID, i.PipelineID, i.Environment, i.OpenedAt,
 			i.ResolvedAt, null(i.CauseDeploymentID), null(i.CauseCommitID))
 	}
+	for _, set := range sets {
+		for _, pc := range set.PushCommits {
+			b.Queue(`INSERT INTO push_commits (pipeline_id, head_id, commit_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+				pc.PipelineID, pc.HeadID, pc.CommitID)
+		}
+		for _, l := range set.Links {
+			// Both directions, so that either commit finds the other.
+			b.Queue(`INSERT INTO change_links (pipeline_id, commit_id, linked_id) VALUES ($1, $2, $3), ($1, $3, $2) ON CONFLICT DO NOTHING`,
+				l.PipelineID, l.CommitID, l.LinkedID)
+		}
+	}
 	queuePipelines(b, events, deployments, incidents)
 	return b
 }

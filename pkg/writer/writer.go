@@ -13,6 +13,9 @@ package writer
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +26,7 @@ import (
 
 	"github.com/devopstic/devopstic/pkg/event"
 	"github.com/devopstic/devopstic/pkg/fact"
+	"github.com/devopstic/devopstic/pkg/github"
 	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/stream"
 )
@@ -222,7 +226,40 @@ func Decode(subject string, header nats.Header, data []byte, seq uint64) (fact.S
 		set := event.Facts(e, data, receivedAt, seq)
 		set.Event.Headers = header
 		return set, nil
+	case github.Source:
+		var opts github.Options
+		if v := header.Get(github.HeaderOptions); v != "" {
+			if err := json.Unmarshal([]byte(v), &opts); err != nil {
+				return fact.Set{}, fmt.Errorf("%w: header %s: %w", ErrPoison, github.HeaderOptions, err)
+			}
+		}
+		d, err := github.Parse(header.Get(github.HeaderEvent), data, opts)
+		if err != nil {
+			return fact.Set{}, fmt.Errorf("%w: %w", ErrPoison, err)
+		}
+		return webhookSet(d.Set, header, data, receivedAt, seq), nil
 	default:
 		return fact.Set{}, fmt.Errorf("%w: unknown source %q", ErrPoison, source)
 	}
+}
+
+// webhookSet completes the facts a webhook parser mapped with what the message knows: the
+// event's id (the Nats-Msg-Id the ingest derived from the delivery), receive time and sequence.
+func webhookSet(set fact.Set, header nats.Header, data []byte, receivedAt time.Time, seq uint64) fact.Set {
+	id := header.Get(nats.MsgIdHdr)
+	if id == "" {
+		sum := sha256.Sum256(data)
+		id = set.Event.Source + ":sha256-" + hex.EncodeToString(sum[:16])
+	}
+	set.Event.ID = id
+	set.Event.ReceivedAt = receivedAt.UTC()
+	set.Event.StreamSeq = seq
+	set.Event.Headers = header
+	if set.Event.OccurredAt.IsZero() {
+		set.Event.OccurredAt, set.Event.TimeInferred = receivedAt.UTC(), true
+	}
+	for i := range set.Deployments {
+		set.Deployments[i].EventID = id
+	}
+	return set
 }
