@@ -24,7 +24,7 @@ type RebuildSummary struct {
 	Before       map[string]int64
 	After        map[string]int64
 	Elapsed      time.Duration
-	Swap         time.Duration // how long the swap held the tables
+	Swap         time.Duration // how long the swap held the writers off
 }
 
 // ErrWouldLose means a rebuild from the stream would drop events that the stream no longer holds.
@@ -83,9 +83,7 @@ func Rebuild(ctx context.Context, st *store.Store, js jetstream.JetStream, force
 		prog.show(uint64(sum.Read), total, sum.Read, true)
 	}
 
-	swapBegan := time.Now()
-	sum.CaughtUp, err = rb.Swap(ctx, afterSeq, decodeRaw)
-	sum.Swap = time.Since(swapBegan)
+	sum.CaughtUp, sum.Swap, err = rb.Swap(ctx, afterSeq, decodeRaw)
 	if err != nil {
 		return sum, err
 	}

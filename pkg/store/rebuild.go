@@ -155,18 +155,18 @@ func (r *Rebuild) Write(ctx context.Context, sets []fact.Set) error {
 // First, with
 // the writers held off, it maps the events the writer added since the rebuild began (those
 // with a stream sequence after afterSeq that the rebuild lacks) with decode and writes them into
-// the rebuild, so nothing written meanwhile is lost. It returns how many it caught up.
+// the rebuild, so nothing written meanwhile is lost. It returns how many it caught up, and how long it held the writers off.
 //
 // The copy rather than a rename keeps every view, function, grant and index name of the live
 // tables as the migrations made them; its price is that the writers wait for the copy
 // (measured in TestRebuildWhileWriting) and a VACUUM afterwards.
-func (r *Rebuild) Swap(ctx context.Context, afterSeq uint64, decode func([]RawEvent) ([]fact.Set, error)) (int, error) {
+func (r *Rebuild) Swap(ctx context.Context, afterSeq uint64, decode func([]RawEvent) ([]fact.Set, error)) (caughtUp int, held time.Duration, err error) {
 	live := make([]string, len(StreamTables))
 	for i, t := range StreamTables {
 		live[i] = ident(r.live, t)
 	}
-	var caughtUp int
-	err := pgx.BeginFunc(ctx, r.s.pool, func(tx pgx.Tx) error {
+	began := time.Now()
+	err = pgx.BeginFunc(ctx, r.s.pool, func(tx pgx.Tx) error {
 		// EXCLUSIVE holds off the writers (locking in the order they do, so no deadlock) and
 		// lets readers go on, on the old rows, until the commit.
 		if _, err := tx.Exec(ctx, `LOCK TABLE `+strings.Join(live, ", ")+` IN EXCLUSIVE MODE`); err != nil {
@@ -216,8 +216,9 @@ WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerat
 		}
 		return nil
 	})
+	held = time.Since(began)
 	if err != nil {
-		return 0, fmt.Errorf("swap the rebuilt tables in: %w", err)
+		return 0, held, fmt.Errorf("swap the rebuilt tables in: %w", err)
 	}
 	// The old rows are dead tuples now; reclaim them (and refresh the planner's statistics)
 	// rather than wait for autovacuum. Best effort: the swap is done.
@@ -226,7 +227,7 @@ WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerat
 			break
 		}
 	}
-	return caughtUp, nil
+	return caughtUp, held, nil
 }
 
 // Close drops the rebuild's tables and releases its lock. After a Swap it only tidies up;
