@@ -212,7 +212,7 @@ func publish(t testing.TB, natsURL string, msgs []stream.Message) {
 	}
 }
 
-const streamTablesTruncate = `TRUNCATE events, changes, deployments, deployment_commits, incidents, pipelines, pipeline_environments`
+var streamTablesTruncate = `TRUNCATE ` + strings.Join(store.StreamTables, ", ")
 
 // Empty tables + a replay of the whole stream = the tables as they were; a second replay over
 // them changes nothing; status tells what is there; a checkpoint records the finished replay.
@@ -227,6 +227,7 @@ func TestReplayRebuildsTheTablesAndChangesNothingTwice(t *testing.T) {
 
 	out, err := s.admin("status")
 	require.NoError(t, err)
+	t.Logf("devopstic status:\n%s", out)
 	require.Contains(t, out, "stream DEVOPSTIC_EVENTS: 2000 messages")
 	require.Contains(t, out, "writer: 0 pending, 0 awaiting ack")
 	require.Contains(t, out, "rows: events 2000 ")
