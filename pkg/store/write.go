@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -14,17 +15,27 @@ import (
 	"github.com/devopstic/devopstic/pkg/fact"
 )
 
-const insertEvent = `
+// insertEvents writes a batch's raw events in one statement. commits, payload and headers
+// travel as JSON text, as arrays of arrays cannot be ragged.
+const insertEvents = `
 INSERT INTO events (id, source, kind, pipeline_id, environment, commit_id, commits, incident_id,
     deployment_id, pull_request_id, status, occurred_at, time_inferred, received_at, stream_seq, payload, headers)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+SELECT id, source, kind, pipeline_id, environment, commit_id,
+    CASE WHEN commits IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text(commits::jsonb)) END,
+    incident_id, deployment_id, pull_request_id, status, occurred_at, time_inferred, received_at, stream_seq,
+    payload::jsonb, headers::jsonb
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+            $9::text[], $10::bigint[], $11::text[], $12::timestamptz[], $13::boolean[], $14::timestamptz[],
+            $15::bigint[], $16::text[], $17::text[])
+    AS e(id, source, kind, pipeline_id, environment, commit_id, commits, incident_id, deployment_id,
+         pull_request_id, status, occurred_at, time_inferred, received_at, stream_seq, payload, headers)
 ON CONFLICT (id) DO NOTHING`
 
 // The WHERE clause skips updates that change nothing, so a replay over existing rows leaves no
 // dead tuples behind.
-const upsertChange = `
+const upsertChanges = `
 INSERT INTO changes AS c (pipeline_id, commit_id, pull_request_id, committed_at, submitted_at, approved_at)
-VALUES ($1, $2, $3, $4, $5, $6)
+SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[])
 ON CONFLICT (pipeline_id, commit_id) DO UPDATE SET
     pull_request_id = LEAST(c.pull_request_id, EXCLUDED.pull_request_id),
     committed_at    = LEAST(c.committed_at, EXCLUDED.committed_at),
@@ -49,9 +60,9 @@ ON CONFLICT (source, pipeline_id, environment, deployment_key) DO UPDATE SET
 WHERE (EXCLUDED.deployed_at, EXCLUDED.status = 'failure', EXCLUDED.event_id)
     > (d.deployed_at, d.status = 'failure', d.event_id)`
 
-const insertDeploymentCommit = `
+const insertDeploymentCommits = `
 INSERT INTO deployment_commits (source, pipeline_id, environment, deployment_key, commit_id)
-VALUES ($1, $2, $3, $4, $5)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
 ON CONFLICT DO NOTHING`
 
 const upsertIncident = `
@@ -87,23 +98,51 @@ func (s *Store) Write(ctx context.Context, sets []fact.Set) error {
 	return nil
 }
 
+// queueWrites turns sets into statements: one per table for the many rows (events, changes,
+// shipped commits, pipelines), with the rows a batch repeats merged first exactly as the upserts
+// merge them (an ON CONFLICT statement may not touch a row twice); one per row for the few
+// (deployments, incidents), whose merges compare text and are best left to Postgres.
 func queueWrites(sets []fact.Set) *pgx.Batch {
 	var (
 		events      []fact.Event
-		changes     []fact.Change
 		deployments []fact.Deployment
 		incidents   []fact.Incident
+		changes     = map[[2]string]*fact.Change{}
+		shipped     = map[[5]string]bool{}
+		pushed      = map[[3]string]bool{}
+		links       = map[[3]string]bool{}
+		pipelines   = map[string]bool{}
+		envs        = map[[2]string]bool{}
 	)
 	for _, set := range sets {
 		events = append(events, set.Event)
-		changes = append(changes, set.Changes...)
-		deployments = append(deployments, set.Deployments...)
-		incidents = append(incidents, set.Incidents...)
+		if set.Event.PipelineID != "" {
+			pipelines[set.Event.PipelineID] = true
+		}
+		for _, c := range set.Changes {
+			mergeChange(changes, c)
+		}
+		for _, d := range set.Deployments {
+			deployments = append(deployments, d)
+			envs[[2]string{d.PipelineID, d.Environment}] = true
+			for _, c := range d.Commits {
+				shipped[[5]string{d.Source, d.PipelineID, d.Environment, d.Key, c}] = true
+			}
+		}
+		for _, i := range set.Incidents {
+			incidents = append(incidents, i)
+			envs[[2]string{i.PipelineID, i.Environment}] = true
+		}
+		for _, pc := range set.PushCommits {
+			pushed[[3]string{pc.PipelineID, pc.HeadID, pc.CommitID}] = true
+		}
+		for _, l := range set.Links {
+			// Both directions, so that either commit finds the other.
+			links[[3]string{l.PipelineID, l.CommitID, l.LinkedID}] = true
+			links[[3]string{l.PipelineID, l.LinkedID, l.CommitID}] = true
+		}
 	}
 	slices.SortFunc(events, func(a, b fact.Event) int { return strings.Compare(a.ID, b.ID) })
-	slices.SortFunc(changes, func(a, b fact.Change) int {
-		return cmp.Or(strings.Compare(a.PipelineID, b.PipelineID), strings.Compare(a.CommitID, b.CommitID))
-	})
 	slices.SortFunc(deployments, func(a, b fact.Deployment) int {
 		return cmp.Or(strings.Compare(a.Source, b.Source), strings.Compare(a.PipelineID, b.PipelineID),
 			strings.Compare(a.Environment, b.Environment), strings.Compare(a.Key, b.Key))
@@ -113,67 +152,135 @@ func queueWrites(sets []fact.Set) *pgx.Batch {
 	})
 
 	b := &pgx.Batch{}
-	for _, e := range events {
-		b.Queue(insertEvent, e.ID, e.Source, e.Kind, null(e.PipelineID), null(e.Environment),
-			null(e.CommitID), e.Commits, null(e.IncidentID), null(e.DeploymentID), e.PullRequestID,
-			null(e.Status), e.OccurredAt, e.TimeInferred, e.ReceivedAt, int64(e.StreamSeq), e.Payload, e.Headers)
-	}
-	for _, c := range changes {
-		b.Queue(upsertChange, c.PipelineID, c.CommitID, c.PullRequestID, c.CommittedAt, c.SubmittedAt, c.ApprovedAt)
-	}
+	queueEvents(b, events)
+	queueChanges(b, changes)
 	for _, d := range deployments {
 		b.Queue(upsertDeployment, d.Source, d.PipelineID, d.Environment, d.Key, null(d.DeploymentID),
 			d.Status, d.DeployedAt, null(d.CommitID), d.EventID)
 	}
-	for _, d := range deployments {
-		for _, c := range d.Commits {
-			b.Queue(insertDeploymentCommit, d.Source, d.PipelineID, d.Environment, d.Key, c)
-		}
+	if cols := columns(shipped); cols != nil {
+		b.Queue(insertDeploymentCommits, cols[0], cols[1], cols[2], cols[3], cols[4])
 	}
 	for _, i := range incidents {
 		b.Queue(upsertIncident, i.Source, i.IncidentID, i.PipelineID, i.Environment, i.OpenedAt,
 			i.ResolvedAt, null(i.CauseDeploymentID), null(i.CauseCommitID))
 	}
-	for _, set := range sets {
-		for _, pc := range set.PushCommits {
-			b.Queue(`INSERT INTO push_commits (pipeline_id, head_id, commit_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-				pc.PipelineID, pc.HeadID, pc.CommitID)
-		}
-		for _, l := range set.Links {
-			// Both directions, so that either commit finds the other.
-			b.Queue(`INSERT INTO change_links (pipeline_id, commit_id, linked_id) VALUES ($1, $2, $3), ($1, $3, $2) ON CONFLICT DO NOTHING`,
-				l.PipelineID, l.CommitID, l.LinkedID)
-		}
+	if cols := columns(pushed); cols != nil {
+		b.Queue(`INSERT INTO push_commits (pipeline_id, head_id, commit_id)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING`, cols[0], cols[1], cols[2])
 	}
-	queuePipelines(b, events, deployments, incidents)
+	if cols := columns(links); cols != nil {
+		b.Queue(`INSERT INTO change_links (pipeline_id, commit_id, linked_id)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING`, cols[0], cols[1], cols[2])
+	}
+	if len(pipelines) > 0 {
+		b.Queue(`INSERT INTO pipelines (pipeline_id) SELECT * FROM unnest($1::text[]) ON CONFLICT DO NOTHING`,
+			slices.Sorted(maps.Keys(pipelines)))
+	}
+	if cols := columns(envs); cols != nil {
+		b.Queue(`INSERT INTO pipeline_environments (pipeline_id, environment)
+			SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING`, cols[0], cols[1])
+	}
 	return b
 }
 
-// queuePipelines records the pipelines and environments a batch mentions, once each.
-func queuePipelines(b *pgx.Batch, events []fact.Event, deployments []fact.Deployment, incidents []fact.Incident) {
-	type pipelineEnv struct{ pipeline, env string }
-	pipelines := map[string]bool{}
-	envs := map[pipelineEnv]bool{}
-	for _, e := range events {
-		if e.PipelineID != "" {
-			pipelines[e.PipelineID] = true
+// mergeChange adds c to changes, keeping the earliest of each time and the lowest pull request,
+// as upsertChanges does.
+func mergeChange(changes map[[2]string]*fact.Change, c fact.Change) {
+	key := [2]string{c.PipelineID, c.CommitID}
+	have, ok := changes[key]
+	if !ok {
+		changes[key] = &c
+		return
+	}
+	have.PullRequestID = least(have.PullRequestID, c.PullRequestID, func(a, b int64) bool { return a < b })
+	have.CommittedAt = least(have.CommittedAt, c.CommittedAt, time.Time.Before)
+	have.SubmittedAt = least(have.SubmittedAt, c.SubmittedAt, time.Time.Before)
+	have.ApprovedAt = least(have.ApprovedAt, c.ApprovedAt, time.Time.Before)
+}
+
+// least is SQL's LEAST on two nullable values: the smaller, ignoring NULL.
+func least[T any](a, b *T, less func(T, T) bool) *T {
+	if a == nil || (b != nil && less(*b, *a)) {
+		return b
+	}
+	return a
+}
+
+func queueEvents(b *pgx.Batch, events []fact.Event) {
+	n := len(events)
+	var (
+		ids, sources, kinds, payloads                    = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		pipelines, envs, commitIDs, commits, incidentIDs = make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+		deploymentIDs, statuses, headers                 = make([]*string, n), make([]*string, n), make([]*string, n)
+		prs, seqs                                        = make([]*int64, n), make([]int64, n)
+		occurred, received                               = make([]time.Time, n), make([]time.Time, n)
+		inferred                                         = make([]bool, n)
+	)
+	for i, e := range events {
+		ids[i], sources[i], kinds[i], payloads[i] = e.ID, e.Source, e.Kind, string(e.Payload)
+		pipelines[i], envs[i], commitIDs[i] = null(e.PipelineID), null(e.Environment), null(e.CommitID)
+		incidentIDs[i], deploymentIDs[i], statuses[i] = null(e.IncidentID), null(e.DeploymentID), null(e.Status)
+		commits[i], headers[i] = jsonText(e.Commits, e.Commits == nil), jsonText(e.Headers, e.Headers == nil)
+		prs[i], seqs[i] = e.PullRequestID, int64(e.StreamSeq)
+		occurred[i], received[i], inferred[i] = e.OccurredAt, e.ReceivedAt, e.TimeInferred
+	}
+	b.Queue(insertEvents, ids, sources, kinds, pipelines, envs, commitIDs, commits, incidentIDs, deploymentIDs,
+		prs, statuses, occurred, inferred, received, seqs, payloads, headers)
+}
+
+// jsonText is v as JSON text, or NULL when v is nil (nothing said, as against an empty list).
+func jsonText(v any, isNil bool) *string {
+	if isNil {
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil // string slices and maps of string slices always marshal
+	}
+	s := string(b)
+	return &s
+}
+
+func queueChanges(b *pgx.Batch, changes map[[2]string]*fact.Change) {
+	if len(changes) == 0 {
+		return
+	}
+	keys := slices.SortedFunc(maps.Keys(changes), func(a, b [2]string) int {
+		return cmp.Or(strings.Compare(a[0], b[0]), strings.Compare(a[1], b[1]))
+	})
+	n := len(keys)
+	pipelines, commits := make([]string, n), make([]string, n)
+	prs := make([]*int64, n)
+	committed, submitted, approved := make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
+	for i, k := range keys {
+		c := changes[k]
+		pipelines[i], commits[i], prs[i] = c.PipelineID, c.CommitID, c.PullRequestID
+		committed[i], submitted[i], approved[i] = c.CommittedAt, c.SubmittedAt, c.ApprovedAt
+	}
+	b.Queue(upsertChanges, pipelines, commits, prs, committed, submitted, approved)
+}
+
+// columns turns a set of N-tuples into N sorted columns, nil when the set is empty.
+func columns[K ~[2]string | ~[3]string | ~[5]string](set map[K]bool) [][]string {
+	if len(set) == 0 {
+		return nil
+	}
+	keys := slices.SortedFunc(maps.Keys(set), func(a, b K) int {
+		for i := range len(a) {
+			if c := strings.Compare(a[i], b[i]); c != 0 {
+				return c
+			}
+		}
+		return 0
+	})
+	cols := make([][]string, len(keys[0]))
+	for _, k := range keys {
+		for i := range len(k) {
+			cols[i] = append(cols[i], k[i])
 		}
 	}
-	for _, d := range deployments {
-		envs[pipelineEnv{d.PipelineID, d.Environment}] = true
-	}
-	for _, i := range incidents {
-		envs[pipelineEnv{i.PipelineID, i.Environment}] = true
-	}
-	for _, p := range slices.Sorted(maps.Keys(pipelines)) {
-		b.Queue(`INSERT INTO pipelines (pipeline_id) VALUES ($1) ON CONFLICT DO NOTHING`, p)
-	}
-	sorted := slices.SortedFunc(maps.Keys(envs), func(a, b pipelineEnv) int {
-		return cmp.Or(strings.Compare(a.pipeline, b.pipeline), strings.Compare(a.env, b.env))
-	})
-	for _, pe := range sorted {
-		b.Queue(`INSERT INTO pipeline_environments (pipeline_id, environment) VALUES ($1, $2) ON CONFLICT DO NOTHING`, pe.pipeline, pe.env)
-	}
+	return cols
 }
 
 // null stores an empty string as NULL: "not said" rather than "said empty".
