@@ -1,0 +1,1 @@
+../../../postgres/reader-role.sql
