@@ -16,11 +16,11 @@ run: ## start everything locally: Postgres under .data/, embedded NATS, ingest a
 demo: ## load a generated 90-day history of 8 pipelines into a running `make run` (for the dashboards)
 	$(GO) run ./services/devopstic demo
 
-test: ## every test, against a real Postgres and a real NATS server that the tests start themselves
+test: tools ## every test, against a real Postgres and a real NATS server that the tests start themselves
 	$(GO) vet ./...
 	$(GO) test -count=1 -race -timeout 15m ./...
 
-test-short: ## the same tests without the race detector (faster)
+test-short: tools ## the same tests without the race detector (faster)
 	$(GO) test -count=1 -timeout 15m ./...
 
 bench: ## benchmarks, each with its baseline in the same run (publish: sync=2m vs always; writer: stream vs direct)
@@ -36,3 +36,40 @@ fmt: ## format the code
 
 clean: ## remove build output (keeps .data/, the local database and stream)
 	rm -rf $(BIN)
+
+# ---- Deployment: tools for the deployment tests, container images, the cluster test.
+
+.PHONY: tools images cluster-test
+
+# helm is built once from the Go module proxy into a cache outside the work tree (the tests read
+# DEVOPSTIC_HELM); docker-compose is Debian's package. deployments/deployments_test.go fails,
+# saying so, when either is missing.
+HELM_VERSION := v3.22.0
+TOOLS        ?= $(abspath $(shell $(GO) env GOCACHE)/../devopstic-tools)
+HELM         := $(TOOLS)/helm-$(HELM_VERSION)/helm
+export DEVOPSTIC_HELM := $(HELM)
+
+tools: ## install what the deployment tests need: helm (built from the Go module proxy, once) and docker-compose (apt)
+	@test -x $(HELM) || { echo "tools: building helm $(HELM_VERSION) into $(dir $(HELM)) (once, about 2 minutes)"; \
+		GOBIN=$(dir $(HELM)) GOFLAGS=-buildvcs=false $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); }
+	@command -v docker-compose >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "tools: installing docker-compose (Debian package)"; \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -qq --no-install-recommends docker-compose >/dev/null \
+			|| { apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; }; \
+		else \
+			echo "tools: docker-compose is missing: install it (sudo apt-get install docker-compose, or brew install docker-compose)" >&2; exit 1; \
+		fi; }
+
+IMAGE_PREFIX ?= devopstic
+IMAGE_TAG    ?= latest
+
+images: ## build the images devopstic/{ingest,writer,devopstic}:latest (IMAGE_PREFIX, IMAGE_TAG; needs a Docker engine)
+	for target in ingest writer devopstic; do \
+		docker build -f deployments/docker/Dockerfile --target $$target -t $(IMAGE_PREFIX)/$$target:$(IMAGE_TAG) . || exit 1; \
+	done
+
+cluster-test: ## 3-node NATS cluster, 50,000 events, the stream leader killed and restarted: nothing lost or doubled
+	$(GO) vet -tags cluster ./pkg/service/
+	$(GO) test -tags cluster -count=1 -v -run TestClusterSurvivesTheLossOfANode -timeout 10m ./pkg/service/
