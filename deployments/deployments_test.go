@@ -1,0 +1,1096 @@
+package deployments_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/devopstic/devopstic/pkg/config"
+	"github.com/devopstic/devopstic/pkg/pgcluster"
+	"github.com/devopstic/devopstic/pkg/stream"
+	"github.com/devopstic/devopstic/pkg/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// The tests run in deployments/; the artifacts they check are named from the repository root.
+const root = ".."
+
+func repoPath(p string) string { return filepath.Join(root, filepath.FromSlash(p)) }
+
+// ---- tools
+
+// helmVersion is the helm the chart is checked with; `make tools` builds it from the Go module
+// proxy into a cache outside the work tree and exports DEVOPSTIC_HELM.
+const helmVersion = "v3.22.0"
+
+func helmPath(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("DEVOPSTIC_HELM"); p != "" {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+		t.Fatalf("DEVOPSTIC_HELM=%s does not exist: run `make tools`, which builds helm %s", p, helmVersion)
+	}
+	out, err := exec.Command("go", "env", "GOCACHE").Output()
+	require.NoError(t, err, "go env GOCACHE")
+	p := filepath.Join(strings.TrimSpace(string(out)), "..", "devopstic-tools", "helm-"+helmVersion, "helm")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("helm %s is not installed at %s: run `make tools` (it builds helm from the Go module proxy, once)", helmVersion, p)
+	}
+	return p
+}
+
+func composePath(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("docker-compose")
+	if err != nil {
+		t.Fatalf("docker-compose is not installed: run `make tools` (Debian: apt-get install docker-compose)")
+	}
+	return p
+}
+
+// run runs a command in the test's directory and returns its standard output; it fails the
+// test, with the standard error, when the command fails.
+func run(t *testing.T, env []string, name string, args ...string) []byte {
+	t.Helper()
+	out, stderr, err := runErr(env, name, args...)
+	require.NoError(t, err, "%s %s:\n%s", name, strings.Join(args, " "), stderr)
+	return out
+}
+
+func runErr(env []string, name string, args ...string) (stdout []byte, stderr string, err error) {
+	cmd := exec.Command(name, args...)
+	if env != nil {
+		cmd.Env = env
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	return out.Bytes(), errb.String(), err
+}
+
+// ---- docker-compose.yml
+
+type composeProject struct {
+	Services map[string]composeService `yaml:"services"`
+	Volumes  map[string]any            `yaml:"volumes"`
+}
+
+type composeService struct {
+	Image         string                                `yaml:"image"`
+	Build         *struct{ Target string }              `yaml:"build"`
+	Command       []string                              `yaml:"command"`
+	ContainerName string                                `yaml:"container_name"`
+	Restart       string                                `yaml:"restart"`
+	Ports         []any                                 `yaml:"ports"`
+	Environment   map[string]*string                    `yaml:"environment"`
+	Healthcheck   *struct{ Test []string }              `yaml:"healthcheck"`
+	DependsOn     map[string]struct{ Condition string } `yaml:"depends_on"`
+	Volumes       []any                                 `yaml:"volumes"`
+}
+
+type mount struct{ source, target string }
+
+// mounts reads volumes in either form: docker-compose 1.29's "source:target:mode" strings or
+// Compose v2's long form.
+func (s composeService) mounts(t *testing.T) []mount {
+	t.Helper()
+	var ms []mount
+	for _, v := range s.Volumes {
+		switch v := v.(type) {
+		case string:
+			parts := strings.Split(v, ":")
+			require.GreaterOrEqual(t, len(parts), 2, "volume %q", v)
+			ms = append(ms, mount{parts[0], parts[1]})
+		case map[string]any:
+			ms = append(ms, mount{fmt.Sprint(v["source"]), fmt.Sprint(v["target"])})
+		default:
+			t.Fatalf("volume %#v", v)
+		}
+	}
+	return ms
+}
+
+func (s composeService) mountAt(t *testing.T, target string) (mount, bool) {
+	for _, m := range s.mounts(t) {
+		if m.target == target {
+			return m, true
+		}
+	}
+	return mount{}, false
+}
+
+func (s composeService) env(name string) (string, bool) {
+	v, ok := s.Environment[name]
+	if !ok || v == nil {
+		return "", ok
+	}
+	return *v, true
+}
+
+// composeConfig runs `config` (the whole model, interpolated and validated, as YAML) with the
+// given tool: docker-compose 1.29 ("docker-compose") or Compose v2 ("docker", "compose").
+func composeConfig(t *testing.T, tool []string, files ...string) composeProject {
+	t.Helper()
+	args := append([]string{}, tool[1:]...)
+	args = append(args, "--env-file", repoPath(".env.example"))
+	for _, f := range files {
+		args = append(args, "-f", repoPath(f))
+	}
+	args = append(args, "config")
+	out := run(t, nil, tool[0], args...)
+	var p composeProject
+	require.NoError(t, yaml.Unmarshal(out, &p), "%s config output:\n%s", tool[0], out)
+	return p
+}
+
+// composeTools are the compose implementations to check with: docker-compose 1.29 always (the
+// test fails without it), Compose v2 where `docker compose` works.
+func composeTools(t *testing.T) [][]string {
+	tools := [][]string{{composePath(t)}}
+	if _, _, err := runErr(nil, "docker", "compose", "version"); err == nil {
+		tools = append(tools, []string{"docker", "compose"})
+	}
+	return tools
+}
+
+func TestComposeFile(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile(repoPath("docker-compose.yml"))
+	require.NoError(t, err)
+	var top map[string]any
+	require.NoError(t, yaml.Unmarshal(raw, &top))
+	require.NotContains(t, top, "version", "no top-level version: the Compose Specification, read by 1.29 and v2 alike")
+
+	for _, tool := range composeTools(t) {
+		t.Run(filepath.Base(strings.Join(tool, " ")), func(t *testing.T) {
+			checkCompose(t, composeConfig(t, tool, "docker-compose.yml"))
+		})
+	}
+}
+
+func checkCompose(t *testing.T, p composeProject) {
+	names := make([]string, 0, len(p.Services))
+	for n := range p.Services {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	require.Equal(t, []string{"grafana", "ingest", "migrate", "nats", "postgres", "secrets", "writer"}, names)
+	for _, v := range []string{"postgres", "nats", "grafana", "secrets"} {
+		require.Contains(t, p.Volumes, v, "named volume %s", v)
+	}
+
+	dependsOn := func(svc string, want map[string]string) {
+		t.Helper()
+		got := map[string]string{}
+		for dep, d := range p.Services[svc].DependsOn {
+			got[dep] = d.Condition
+		}
+		require.Equal(t, want, got, "%s depends_on", svc)
+	}
+	healthcheck := func(svc, contains string) {
+		t.Helper()
+		hc := p.Services[svc].Healthcheck
+		require.NotNil(t, hc, "%s has a healthcheck", svc)
+		require.Contains(t, strings.Join(hc.Test, " "), contains, "%s healthcheck", svc)
+	}
+
+	pg := p.Services["postgres"]
+	require.Regexp(t, `^postgres:15`, pg.Image)
+	m, ok := pg.mountAt(t, "/var/lib/postgresql/data")
+	require.True(t, ok, "postgres data on a volume")
+	require.Equal(t, "postgres", m.source)
+	healthcheck("postgres", "pg_isready")
+	m, ok = pg.mountAt(t, "/docker-entrypoint-initdb.d/10-reader-role.sh")
+	require.True(t, ok, "the reader role's init script is mounted")
+	require.FileExists(t, m.source)
+	for _, m := range pg.mounts(t) {
+		if strings.HasPrefix(m.target, "/docker-entrypoint-initdb.d/") {
+			require.NotEqual(t, ".sql", filepath.Ext(m.target), "an .sql in initdb.d would run without the password")
+		}
+	}
+	dependsOn("postgres", map[string]string{"secrets": "service_completed_successfully"})
+
+	ns := p.Services["nats"]
+	require.Regexp(t, `^nats:2(\.[0-9.]+)?-alpine$`, ns.Image, "the alpine image: its wget runs the healthcheck")
+	require.Contains(t, ns.Command, "--jetstream")
+	m, ok = ns.mountAt(t, "/data")
+	require.True(t, ok, "the JetStream store on a volume")
+	require.Equal(t, "nats", m.source)
+	i := slices.Index(ns.Command, "--store_dir")
+	require.True(t, i >= 0 && ns.Command[i+1] == "/data", "store_dir on the volume: %v", ns.Command)
+	healthcheck("nats", "8222/healthz")
+
+	mig := p.Services["migrate"]
+	require.Equal(t, []string{"migrate"}, mig.Command)
+	require.Equal(t, "devopstic", mig.Build.Target)
+	require.Contains(t, []string{"", "no"}, mig.Restart, "a one-shot service is not restarted")
+	dependsOn("migrate", map[string]string{"postgres": "service_healthy"})
+
+	for _, svc := range []string{"ingest", "writer"} {
+		s := p.Services[svc]
+		require.Equal(t, svc, s.Build.Target)
+		dependsOn(svc, map[string]string{"nats": "service_healthy", "migrate": "service_completed_successfully"})
+		url, _ := s.env("DEVOPSTIC_NATS_URL")
+		require.Equal(t, "nats://nats:4222", url)
+		host, _ := s.env("DEVOPSTIC_DATABASE_HOST")
+		require.Equal(t, "postgres", host)
+		require.Equal(t, "unless-stopped", s.Restart)
+	}
+	ing := p.Services["ingest"]
+	addr, _ := ing.env("DEVOPSTIC_HTTP_ADDR")
+	require.Equal(t, "0.0.0.0:8080", addr)
+	require.Len(t, ing.Ports, 1)
+	require.Contains(t, fmt.Sprint(ing.Ports[0]), "8080")
+	healthcheck("ingest", "/readyz")
+
+	// --scale writer=3 needs no fixed name and no fixed host port; it has nothing to probe.
+	w := p.Services["writer"]
+	require.Empty(t, w.ContainerName)
+	require.Empty(t, w.Ports)
+	require.Nil(t, w.Healthcheck, "the writer has no HTTP endpoint to check")
+
+	gf := p.Services["grafana"]
+	dependsOn("grafana", map[string]string{"postgres": "service_healthy", "migrate": "service_completed_successfully"})
+	healthcheck("grafana", "/api/health")
+	m, ok = gf.mountAt(t, "/etc/grafana/provisioning")
+	require.True(t, ok, "grafana/provisioning mounted")
+	require.Equal(t, mustAbs(t, repoPath("grafana/provisioning")), m.source)
+	m, ok = gf.mountAt(t, dashboardsPath(t))
+	require.True(t, ok, "grafana/dashboards mounted where the provider looks: %s", dashboardsPath(t))
+	require.Equal(t, mustAbs(t, repoPath("grafana/dashboards")), m.source)
+	user, _ := gf.env("GF_DEVOPSTIC_DB_USER")
+	require.Equal(t, "devopstic_reader", user, "Grafana reads as the read-only role")
+	for _, v := range datasourceVariables(t) {
+		_, plain := gf.env(v)
+		_, file := gf.env(v + "__FILE")
+		require.True(t, plain || file, "grafana sets %s, which the datasource reads", v)
+	}
+
+	// Every *_FILE points into a volume the service mounts.
+	for name, s := range p.Services {
+		for k := range s.Environment {
+			if !strings.HasSuffix(k, "_FILE") {
+				continue
+			}
+			file, _ := s.env(k)
+			found := false
+			for _, m := range s.mounts(t) {
+				found = found || strings.HasPrefix(file, m.target+"/")
+			}
+			require.True(t, found, "%s: %s=%s is in no mounted volume", name, k, file)
+		}
+	}
+}
+
+func TestComposeClusterOverride(t *testing.T) {
+	t.Parallel()
+	for _, tool := range composeTools(t) {
+		t.Run(filepath.Base(strings.Join(tool, " ")), func(t *testing.T) {
+			p := composeConfig(t, tool, "docker-compose.yml", "deployments/nats/docker-compose.cluster.yml")
+			for i, svc := range []string{"nats", "nats-2", "nats-3"} {
+				s := p.Services[svc]
+				require.Equal(t, []string{"--config", fmt.Sprintf("/etc/nats/devopstic/nats-%d.conf", i+1)}, s.Command, svc)
+				m, ok := s.mountAt(t, "/etc/nats/devopstic")
+				require.True(t, ok, "%s mounts deployments/nats", svc)
+				require.FileExists(t, filepath.Join(m.source, fmt.Sprintf("nats-%d.conf", i+1)))
+				_, ok = s.mountAt(t, "/data")
+				require.True(t, ok, "%s keeps its store on a volume", svc)
+				require.NotNil(t, s.Healthcheck, svc)
+			}
+			for _, svc := range []string{"ingest", "writer"} {
+				u, _ := p.Services[svc].env("DEVOPSTIC_NATS_URL")
+				require.Equal(t, "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222", u)
+				r, _ := p.Services[svc].env("DEVOPSTIC_STREAM_REPLICAS")
+				require.Equal(t, "3", r)
+			}
+		})
+	}
+}
+
+func mustAbs(t *testing.T, p string) string {
+	a, err := filepath.Abs(p)
+	require.NoError(t, err)
+	return a
+}
+
+// dashboardsPath is where grafana/provisioning/dashboards/devopstic.yaml looks for dashboards.
+func dashboardsPath(t *testing.T) string {
+	t.Helper()
+	var f struct {
+		Providers []struct{ Options struct{ Path string } }
+	}
+	raw, err := os.ReadFile(repoPath("grafana/provisioning/dashboards/devopstic.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(raw, &f))
+	require.Len(t, f.Providers, 1)
+	require.NotEmpty(t, f.Providers[0].Options.Path)
+	return f.Providers[0].Options.Path
+}
+
+// datasourceVariables are the environment variables the datasource's provisioning file reads.
+func datasourceVariables(t *testing.T) []string {
+	t.Helper()
+	raw, err := os.ReadFile(repoPath("grafana/provisioning/datasources/devopstic.yaml"))
+	require.NoError(t, err)
+	var vars []string
+	for _, m := range regexp.MustCompile(`\$\{?(GF_[A-Z0-9_]+)`).FindAllSubmatch(stripComments(raw), -1) {
+		if !slices.Contains(vars, string(m[1])) {
+			vars = append(vars, string(m[1]))
+		}
+	}
+	require.NotEmpty(t, vars)
+	return vars
+}
+
+func stripComments(raw []byte) []byte {
+	var b bytes.Buffer
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "#") {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.Bytes()
+}
+
+// ---- .env.example
+
+func TestEnvExampleListsEveryVariable(t *testing.T) {
+	t.Parallel()
+	f, err := os.Open(repoPath(".env.example"))
+	require.NoError(t, err)
+	defer f.Close()
+	listed := map[string]bool{}
+	line := regexp.MustCompile(`^([A-Z][A-Z0-9_]*)=(.*)$`)
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		text := sc.Text()
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		m := line.FindStringSubmatch(text)
+		require.NotNil(t, m, ".env.example:%d: %q is neither a comment nor VAR=value", n, text)
+		// docker-compose 1.29 reads "VAR=x # note" as the value "x # note".
+		require.NotContains(t, m[2], "#", ".env.example:%d: keep comments on their own lines", n)
+		listed[m[1]] = true
+	}
+	require.NoError(t, sc.Err())
+
+	for _, v := range configVariables() {
+		require.True(t, listed[v], ".env.example does not list %s, a variable of pkg/config: add it there (and pass it in docker-compose.yml and the Helm chart when a service needs it)", v)
+	}
+	for _, file := range []string{"docker-compose.yml", "deployments/nats/docker-compose.cluster.yml"} {
+		raw, err := os.ReadFile(repoPath(file))
+		require.NoError(t, err)
+		for _, m := range regexp.MustCompile(`\$\{([A-Z][A-Z0-9_]*)`).FindAllSubmatch(raw, -1) {
+			require.True(t, listed[string(m[1])], ".env.example does not list %s, which %s reads", m[1], file)
+		}
+	}
+}
+
+// configVariables are the env tags of every service's configuration.
+func configVariables() []string {
+	seen := map[string]bool{}
+	var walk func(reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if f.Type.Kind() == reflect.Struct && f.Tag.Get("env") == "" {
+				walk(f.Type)
+				continue
+			}
+			if name, _, _ := strings.Cut(f.Tag.Get("env"), ","); name != "" {
+				seen[name] = true
+			}
+		}
+	}
+	for _, c := range []any{config.AllInOne{}, config.Ingest{}, config.Writer{}} {
+		walk(reflect.TypeOf(c))
+	}
+	vars := make([]string, 0, len(seen))
+	for v := range seen {
+		vars = append(vars, v)
+	}
+	sort.Strings(vars)
+	return vars
+}
+
+// ---- deployments/docker
+
+func TestComposeSecretsScript(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	script := repoPath("deployments/docker/compose-secrets.sh")
+	env := []string{"PATH=" + os.Getenv("PATH"), "DEVOPSTIC_SECRETS_DIR=" + dir}
+	files := []string{"jwt-secret", "api-password", "db-password", "reader-password", "grafana-admin-password"}
+	read := func() map[string]string {
+		got := map[string]string{}
+		for _, f := range files {
+			b, err := os.ReadFile(filepath.Join(dir, f))
+			require.NoError(t, err)
+			got[f] = string(b)
+			st, err := os.Stat(filepath.Join(dir, f))
+			require.NoError(t, err)
+			require.Equal(t, os.FileMode(0o444), st.Mode().Perm(), f)
+		}
+		return got
+	}
+
+	run(t, env, "sh", script)
+	first := read()
+	for f, v := range first {
+		require.Regexp(t, `^[A-Za-z0-9]{40,}$`, v, "%s: at least 40 URL-safe characters (the JWT key needs 32 bytes)", f)
+	}
+	require.NotEqual(t, first["jwt-secret"], first["api-password"])
+
+	run(t, env, "sh", script)
+	require.Equal(t, first, read(), "a second start keeps the generated secrets")
+
+	run(t, append(env, "DEVOPSTIC_JWT_SECRET=given-in-dot-env-given-in-dot-env!"), "sh", script)
+	third := read()
+	require.Equal(t, "given-in-dot-env-given-in-dot-env!", third["jwt-secret"], "a value from .env wins")
+	require.Equal(t, first["db-password"], third["db-password"])
+}
+
+func TestImageEntrypointReadsFileSecrets(t *testing.T) {
+	t.Parallel()
+	secret := filepath.Join(t.TempDir(), "jwt")
+	require.NoError(t, os.WriteFile(secret, []byte("s3cret value\n"), 0o600))
+	entrypoint := repoPath("deployments/docker/entrypoint.sh")
+	show := `printf '%s|%s|%s' "$DEVOPSTIC_JWT_SECRET" "${DEVOPSTIC_JWT_SECRET_FILE-unset}" "$DEVOPSTIC_USERNAME"`
+
+	out := run(t, []string{"PATH=" + os.Getenv("PATH"), "DEVOPSTIC_JWT_SECRET_FILE=" + secret, "DEVOPSTIC_USERNAME=ci"},
+		"sh", entrypoint, "sh", "-c", show)
+	require.Equal(t, "s3cret value|unset|ci", string(out))
+
+	_, stderr, err := runErr([]string{"PATH=" + os.Getenv("PATH"), "DEVOPSTIC_JWT_SECRET_FILE=/nonexistent/jwt"},
+		"sh", entrypoint, "true")
+	require.Error(t, err)
+	require.Contains(t, stderr, "DEVOPSTIC_JWT_SECRET_FILE")
+}
+
+func TestDockerfile(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile(repoPath("deployments/docker/Dockerfile"))
+	require.NoError(t, err)
+	stages := map[string][]string{} // stage name -> its lines
+	var current string
+	from := regexp.MustCompile(`(?i)^FROM\s+(\S+)(?:\s+AS\s+(\S+))?`)
+	parents := map[string]string{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if m := from.FindStringSubmatch(line); m != nil {
+			current = m[2]
+			parents[current] = m[1]
+		}
+		if current != "" {
+			stages[current] = append(stages[current], line)
+		}
+	}
+	// What a final image runs as and checks with, following its FROM chain within the file.
+	lines := func(stage string) []string {
+		var chain [][]string
+		for s := stage; stages[s] != nil; s = parents[s] {
+			chain = append([][]string{stages[s]}, chain...)
+		}
+		return slices.Concat(chain...)
+	}
+	lastUser := func(stage string) string {
+		user := ""
+		for _, l := range lines(stage) {
+			if f := strings.Fields(l); len(f) == 2 && f[0] == "USER" {
+				user = f[1]
+			}
+		}
+		return user
+	}
+	require.Contains(t, strings.Join(stages["build"], "\n"), "CGO_ENABLED=0")
+	for _, target := range []string{"ingest", "writer", "devopstic"} {
+		require.Contains(t, stages, target, "a target per image")
+		user := lastUser(target)
+		require.NotEmpty(t, user, "%s sets USER", target)
+		require.NotContains(t, []string{"root", "0", "0:0"}, user, "%s runs as a user other than root", target)
+		health := strings.Contains(strings.Join(stages[target], "\n"), "HEALTHCHECK")
+		require.Equal(t, target == "ingest", health, "%s: a HEALTHCHECK only where there is an HTTP endpoint to check", target)
+	}
+}
+
+// ---- deployments/postgres
+
+func TestReaderRole(t *testing.T) {
+	t.Parallel()
+	dbURL := testenv.Postgres(t)
+	u, err := url.Parse(dbURL)
+	require.NoError(t, err)
+	dbName := strings.TrimPrefix(u.Path, "/")
+	binDir, err := pgcluster.FindBinDir(os.Getenv("DEVOPSTIC_PG_BINDIR"))
+	require.NoError(t, err)
+	psqlEnv := []string{
+		"PATH=" + binDir + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"PGHOST=" + u.Hostname(), "PGPORT=" + u.Port(),
+	}
+	if pw, ok := u.User.Password(); ok {
+		psqlEnv = append(psqlEnv, "PGPASSWORD="+pw)
+	}
+	sqlFile := mustAbs(t, repoPath("deployments/postgres/reader-role.sql"))
+	script := repoPath("deployments/postgres/10-reader-role.sh")
+	password := filepath.Join(t.TempDir(), "reader-password")
+	require.NoError(t, os.WriteFile(password, []byte("reader-Pa55word\n"), 0o600))
+	// As the postgres image runs it: its variables, the password from a file.
+	imageEnv := append(slices.Clone(psqlEnv),
+		"POSTGRES_USER="+u.User.Username(), "POSTGRES_DB="+dbName,
+		"DEVOPSTIC_READER_PASSWORD_FILE="+password, "DEVOPSTIC_READER_SQL="+sqlFile)
+
+	// Without a password, both refuse.
+	_, stderr, err := runErr(append(slices.Clone(psqlEnv), "POSTGRES_USER="+u.User.Username(), "POSTGRES_DB="+dbName, "DEVOPSTIC_READER_SQL="+sqlFile), "sh", script)
+	require.Error(t, err)
+	require.Contains(t, stderr, "DEVOPSTIC_READER_PASSWORD")
+	_, stderr, err = runErr(append(slices.Clone(psqlEnv), "PGUSER="+u.User.Username(), "PGDATABASE="+dbName),
+		"psql", "-X", "-v", "ON_ERROR_STOP=1", "-f", sqlFile)
+	require.Error(t, err)
+	require.Contains(t, stderr, "reader_password")
+
+	run(t, imageEnv, "sh", script)
+	run(t, imageEnv, "sh", script) // idempotent: a second run changes nothing and does not fail
+
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	ru := *u
+	ru.User = url.UserPassword("devopstic_reader", "reader-Pa55word")
+	reader, err := pgx.Connect(ctx, ru.String())
+	require.NoError(t, err)
+	defer reader.Close(ctx)
+
+	var n int
+	require.NoError(t, reader.QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&n), "the reader reads the tables")
+	_, err = reader.Exec(ctx, `DELETE FROM events`)
+	var pgErr *pgconn.PgError
+	require.True(t, errors.As(err, &pgErr), "the reader cannot write: %v", err)
+	require.Contains(t, []string{"42501", "25006"}, pgErr.Code, "permission denied or read-only transaction")
+
+	// A table made by a later migration, by the role that runs the migrations, is readable too.
+	_, err = admin.Exec(ctx, `CREATE TABLE later_migration (x int); INSERT INTO later_migration VALUES (1)`)
+	require.NoError(t, err)
+	require.NoError(t, reader.QueryRow(ctx, `SELECT x FROM later_migration`).Scan(&n))
+	require.Equal(t, 1, n)
+}
+
+// ---- deployments/nats
+
+func TestNATSClusterConfiguration(t *testing.T) {
+	t.Parallel()
+	var opts []*server.Options
+	for i := 1; i <= 3; i++ {
+		o, err := server.ProcessConfigFile(repoPath(fmt.Sprintf("deployments/nats/nats-%d.conf", i)))
+		require.NoError(t, err, "nats-%d.conf", i)
+		require.Equal(t, fmt.Sprintf("nats-%d", i), o.ServerName, "unique server names")
+		require.True(t, o.JetStream)
+		require.Equal(t, "/data/jetstream", o.StoreDir)
+		require.Equal(t, "devopstic", o.Cluster.Name)
+		require.Equal(t, 4222, o.Port)
+		require.Equal(t, 6222, o.Cluster.Port)
+		require.Equal(t, 8222, o.HTTPPort)
+		var routes []string
+		for _, r := range o.Routes {
+			routes = append(routes, r.String())
+		}
+		require.Equal(t, []string{"nats://nats-1:6222", "nats://nats-2:6222", "nats://nats-3:6222"}, routes)
+		require.Equal(t, 30*time.Second, o.LameDuckDuration)
+		opts = append(opts, o)
+	}
+
+	// The same three, on loopback addresses instead of nats-1..3, form a cluster that holds a
+	// stream with 3 replicas.
+	clientPorts, routePorts, routeURLs := make([]int, 3), make([]int, 3), make([]string, 3)
+	for i := range opts {
+		clientPorts[i], routePorts[i] = freePort(t), freePort(t)
+		routeURLs[i] = fmt.Sprintf("nats://127.0.0.1:%d", routePorts[i])
+	}
+	var clientURLs []string
+	for i, o := range opts {
+		o.Host, o.Port, o.HTTPPort = "127.0.0.1", clientPorts[i], 0
+		o.Cluster.Host, o.Cluster.Port = "127.0.0.1", routePorts[i]
+		o.Routes = server.RoutesFromStr(strings.Join(routeURLs, ","))
+		o.StoreDir = t.TempDir()
+		o.JetStreamMaxStore, o.JetStreamMaxMemory = 1<<30, 64<<20
+		o.NoSigs, o.NoLog = true, true
+		srv, err := server.NewServer(o)
+		require.NoError(t, err)
+		go srv.Start()
+		t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+		require.True(t, srv.ReadyForConnections(10*time.Second), "nats-%d started", i+1)
+		clientURLs = append(clientURLs, fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i]))
+	}
+	nc, err := nats.Connect(strings.Join(clientURLs, ","), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1))
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var s jetstream.Stream
+	var errs []string
+	for {
+		// An attempt before the cluster has elected its meta leader may get no answer at all.
+		attempt, cancelAttempt := context.WithTimeout(ctx, 2*time.Second)
+		s, err = stream.EnsureStream(attempt, js, stream.Config{Replicas: 3, MaxAge: time.Hour, MaxBytes: -1, Duplicates: time.Minute})
+		cancelAttempt()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		if len(errs) == 0 || errs[len(errs)-1] != err.Error() {
+			errs = append(errs, err.Error())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	require.NoError(t, err, "errors on the way: %s", strings.Join(errs, "; "))
+	_, err = js.Publish(ctx, stream.Subject("native", "deploy"), []byte(`{}`))
+	require.NoError(t, err)
+	info, err := s.Info(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 3, info.Config.Replicas)
+	require.NotNil(t, info.Cluster)
+	require.Equal(t, "devopstic", info.Cluster.Name)
+	require.Len(t, info.Cluster.Replicas, 2, "a leader and two replicas")
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// ---- deployments/kubernetes/devopstic
+
+// chartCopy copies the chart into a temporary directory, resolving its links to the
+// repository's grafana/ and reader-role.sql, and adds in charts/ a stand-in for the NATS chart,
+// which `helm dependency update` fetches and these machines cannot: helm refuses to render a
+// chart whose dependency is missing, even one its condition disables. The stand-in renders one
+// ConfigMap, so that the test sees whether the condition switches it off.
+func chartCopy(t *testing.T) string {
+	t.Helper()
+	src := repoPath("deployments/kubernetes/devopstic")
+	dst := filepath.Join(t.TempDir(), "devopstic")
+	require.NoError(t, copyTree(src, dst))
+	stub := filepath.Join(dst, "charts", "nats")
+	require.NoError(t, os.MkdirAll(filepath.Join(stub, "templates"), 0o755))
+	var chart struct {
+		Dependencies []struct{ Name, Version, Repository, Condition string }
+	}
+	raw, err := os.ReadFile(filepath.Join(src, "Chart.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(raw, &chart))
+	require.Len(t, chart.Dependencies, 1)
+	require.NoError(t, os.WriteFile(filepath.Join(stub, "Chart.yaml"),
+		[]byte("apiVersion: v2\nname: nats\nversion: "+chart.Dependencies[0].Version+"\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(stub, "templates", "stub.yaml"),
+		[]byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stand-in-for-the-nats-chart\n"), 0o644))
+	return dst
+}
+
+func copyTree(src, dst string) error {
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		from, to := filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())
+		st, err := os.Stat(from) // follows links
+		if err != nil {
+			return fmt.Errorf("%s: %w", from, err)
+		}
+		if st.IsDir() {
+			if err := copyTree(from, to); err != nil {
+				return err
+			}
+			continue
+		}
+		b, err := os.ReadFile(from)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(to, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// requiredValues are the values the chart cannot default: where Postgres is and its password.
+var requiredValues = []string{"--set", "database.host=postgres.db.svc", "--set", "secrets.databasePassword=app-password"}
+
+// container is a container of a rendered Deployment or Job, with its pod template.
+type container struct {
+	name string
+	obj  object
+	spec map[string]any
+	pod  map[string]any
+}
+
+type object struct {
+	Kind     string
+	Metadata struct {
+		Name        string
+		Labels      map[string]string
+		Annotations map[string]string
+	}
+	raw map[string]any
+}
+
+func helmTemplate(t *testing.T, helm, chart string, args ...string) map[string]object {
+	t.Helper()
+	args = append([]string{"template", "dora", chart, "--namespace", "metrics"}, args...)
+	out := run(t, nil, helm, args...)
+	objects := map[string]object{}
+	dec := yaml.NewDecoder(bytes.NewReader(out))
+	for {
+		var raw map[string]any
+		err := dec.Decode(&raw)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+		if raw == nil {
+			continue
+		}
+		b, err := yaml.Marshal(raw)
+		require.NoError(t, err)
+		var o object
+		require.NoError(t, yaml.Unmarshal(b, &o))
+		o.raw = raw
+		key := o.Kind + "/" + o.Metadata.Name
+		require.NotContains(t, objects, key, "rendered twice")
+		objects[key] = o
+	}
+	return objects
+}
+
+// at walks a decoded YAML value along a path of map keys and list indexes.
+func at(v any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil
+			}
+			v = m[k]
+		case int:
+			l, ok := v.([]any)
+			if !ok || k >= len(l) {
+				return nil
+			}
+			v = l[k]
+		}
+	}
+	return v
+}
+
+func list(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
+func strMap(v any) map[string]string {
+	m := map[string]string{}
+	for k, v := range asMap(v) {
+		m[k] = fmt.Sprint(v)
+	}
+	return m
+}
+
+func asMap(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
+}
+
+func TestHelmChart(t *testing.T) {
+	t.Parallel()
+	helm := helmPath(t)
+
+	// The chart as it is in the repository (its links resolved by helm), then the copy.
+	run(t, nil, helm, append([]string{"lint", repoPath("deployments/kubernetes/devopstic")}, requiredValues...)...)
+	chart := chartCopy(t)
+	run(t, nil, helm, append([]string{"lint", "--strict", chart, "--set", "nats.enabled=false"}, requiredValues...)...)
+
+	// Its values: the NATS chart as a 3-node JetStream cluster on file storage.
+	var chartYAML struct {
+		Dependencies []struct{ Name, Version, Repository, Condition string }
+	}
+	raw, err := os.ReadFile(filepath.Join(chart, "Chart.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(raw, &chartYAML))
+	dep := chartYAML.Dependencies[0]
+	require.Equal(t, "nats", dep.Name)
+	require.Equal(t, "https://nats-io.github.io/k8s/helm/charts/", dep.Repository)
+	require.Equal(t, "nats.enabled", dep.Condition)
+	var values map[string]any
+	raw, err = os.ReadFile(filepath.Join(chart, "values.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(raw, &values))
+	require.Equal(t, true, at(values, "nats", "enabled"))
+	require.Equal(t, 3, at(values, "nats", "config", "cluster", "replicas"))
+	require.Equal(t, true, at(values, "nats", "config", "jetstream", "enabled"))
+	require.Equal(t, true, at(values, "nats", "config", "jetstream", "fileStore", "enabled"))
+	require.Equal(t, 3, at(values, "stream", "replicas"))
+
+	// The condition: the NATS chart renders only when nats.enabled.
+	with := helmTemplate(t, helm, chart, requiredValues...)
+	require.Contains(t, with, "ConfigMap/stand-in-for-the-nats-chart")
+	objs := helmTemplate(t, helm, chart, append([]string{"--set", "nats.enabled=false"}, requiredValues...)...)
+	require.NotContains(t, objs, "ConfigMap/stand-in-for-the-nats-chart")
+
+	// A missing required value is an error that says what to set.
+	_, stderr, err := runErr(nil, helm, "template", "dora", chart, "--set", "nats.enabled=false", "--set", "secrets.databasePassword=x")
+	require.Error(t, err)
+	require.Contains(t, stderr, "database.host is required")
+
+	const fullname = "dora-devopstic"
+	for _, key := range []string{
+		"Deployment/" + fullname + "-ingest", "Service/" + fullname + "-ingest",
+		"HorizontalPodAutoscaler/" + fullname + "-ingest", "PodDisruptionBudget/" + fullname + "-ingest",
+		"Deployment/" + fullname + "-writer", "Job/" + fullname + "-migrate",
+		"Deployment/" + fullname + "-grafana", "Service/" + fullname + "-grafana",
+		"Secret/" + fullname,
+		"ConfigMap/" + fullname + "-grafana-datasources", "ConfigMap/" + fullname + "-grafana-dashboard-providers",
+		"ConfigMap/" + fullname + "-grafana-dashboards",
+	} {
+		require.Contains(t, objs, key)
+	}
+	secret := objs["Secret/"+fullname]
+
+	var containers []container
+	for _, o := range objs {
+		if o.Kind != "Deployment" && o.Kind != "Job" {
+			continue
+		}
+		pod := asMap(at(o.raw, "spec", "template"))
+		for _, c := range list(at(pod, "spec", "containers")) {
+			containers = append(containers, container{fmt.Sprint(at(c, "name")), o, asMap(c), pod})
+		}
+	}
+	require.Len(t, containers, 4, "ingest, writer, migrate, grafana")
+	env := func(c container, name string) map[string]any {
+		for _, e := range list(c.spec["env"]) {
+			if at(e, "name") == name {
+				return asMap(e)
+			}
+		}
+		return nil
+	}
+
+	for _, c := range containers {
+		// Every secret comes from the Secret, by a key it has; no secret is a plain value.
+		for _, e := range list(c.spec["env"]) {
+			name := fmt.Sprint(at(e, "name"))
+			if ref := asMap(at(e, "valueFrom", "secretKeyRef")); ref != nil {
+				require.Equal(t, fullname, ref["name"], "%s %s", c.name, name)
+				if ref["optional"] != true {
+					require.Contains(t, asMap(secret.raw["data"]), ref["key"], "%s %s: key in the Secret", c.name, name)
+				}
+				continue
+			}
+			require.NotRegexp(t, `PASSWORD|SECRET|TOKEN`, name, "%s: %s must come from the Secret", c.name, name)
+		}
+		// Resources from the measured figures: requests and a memory limit everywhere.
+		require.NotNil(t, at(c.spec, "resources", "requests", "cpu"), c.name)
+		require.NotNil(t, at(c.spec, "resources", "requests", "memory"), c.name)
+		require.NotNil(t, at(c.spec, "resources", "limits", "memory"), c.name)
+		require.Equal(t, true, at(c.pod, "spec", "securityContext", "runAsNonRoot"), c.name)
+		require.Equal(t, true, at(c.spec, "securityContext", "readOnlyRootFilesystem"), c.name)
+		require.Equal(t, false, at(c.spec, "securityContext", "allowPrivilegeEscalation"), c.name)
+	}
+	byName := map[string]container{}
+	for _, c := range containers {
+		byName[c.name] = c
+	}
+
+	ing := byName["ingest"]
+	require.Equal(t, "/healthz", at(ing.spec, "livenessProbe", "httpGet", "path"))
+	require.Equal(t, "/readyz", at(ing.spec, "readinessProbe", "httpGet", "path"))
+	require.Equal(t, "http", at(ing.spec, "readinessProbe", "httpGet", "port"))
+	require.Equal(t, 8080, at(ing.spec, "ports", 0, "containerPort"))
+	require.Equal(t, "0.0.0.0:8080", env(ing, "DEVOPSTIC_HTTP_ADDR")["value"])
+	for _, name := range []string{"DEVOPSTIC_JWT_SECRET", "DEVOPSTIC_USERNAME", "DEVOPSTIC_PASSWORD", "DEVOPSTIC_DATABASE_PASSWORD"} {
+		require.NotNil(t, at(env(ing, name), "valueFrom", "secretKeyRef"), "ingest %s from the Secret", name)
+	}
+	for _, c := range []container{ing, byName["writer"]} {
+		require.Equal(t, "nats://dora-nats:4222", env(c, "DEVOPSTIC_NATS_URL")["value"], "%s: the NATS chart's service <release>-nats", c.name)
+		require.Equal(t, "3", env(c, "DEVOPSTIC_STREAM_REPLICAS")["value"], c.name)
+		require.Equal(t, "postgres.db.svc", env(c, "DEVOPSTIC_DATABASE_HOST")["value"], c.name)
+	}
+	w := byName["writer"]
+	for _, probe := range []string{"livenessProbe", "readinessProbe", "startupProbe"} {
+		require.Nil(t, w.spec[probe], "the writer has no HTTP endpoint to probe")
+	}
+
+	mig := byName["migrate"]
+	require.Equal(t, []any{"migrate"}, mig.spec["args"])
+	require.Regexp(t, `/devopstic:`, mig.spec["image"])
+	require.Contains(t, mig.obj.Metadata.Annotations["helm.sh/hook"], "pre-upgrade", "migrations run before an upgrade rolls out")
+	require.NotNil(t, at(env(mig, "DEVOPSTIC_DATABASE_PASSWORD"), "valueFrom", "secretKeyRef"))
+
+	// The HPA scales the ingest; the PDB keeps one ingest.
+	hpa := objs["HorizontalPodAutoscaler/"+fullname+"-ingest"]
+	require.Equal(t, fullname+"-ingest", at(hpa.raw, "spec", "scaleTargetRef", "name"))
+	require.Equal(t, "Deployment", at(hpa.raw, "spec", "scaleTargetRef", "kind"))
+	pdb := objs["PodDisruptionBudget/"+fullname+"-ingest"]
+	require.True(t, selects(strMap(at(pdb.raw, "spec", "selector", "matchLabels")), ing.pod), "the PDB selects the ingest's pods")
+
+	// Grafana: the repository's provisioning and dashboards, as the read-only role.
+	gf := byName["grafana"]
+	require.Equal(t, "devopstic_reader", env(gf, "GF_DEVOPSTIC_DB_USER")["value"])
+	require.Equal(t, "postgres.db.svc:5432", env(gf, "GF_DEVOPSTIC_DB_HOST")["value"])
+	for _, v := range datasourceVariables(t) {
+		require.NotNil(t, env(gf, v), "grafana sets %s, which the datasource reads", v)
+	}
+	require.Equal(t, "/api/health", at(gf.spec, "readinessProbe", "httpGet", "path"))
+	mounts := map[string]string{} // mount path -> ConfigMap
+	volumes := map[string]string{}
+	for _, v := range list(at(gf.pod, "spec", "volumes")) {
+		volumes[fmt.Sprint(at(v, "name"))] = fmt.Sprint(at(v, "configMap", "name"))
+	}
+	for _, m := range list(gf.spec["volumeMounts"]) {
+		mounts[fmt.Sprint(at(m, "mountPath"))] = volumes[fmt.Sprint(at(m, "name"))]
+	}
+	for dir, files := range map[string]string{
+		"/etc/grafana/provisioning/datasources": "grafana/provisioning/datasources/*.yaml",
+		"/etc/grafana/provisioning/dashboards":  "grafana/provisioning/dashboards/*.yaml",
+		dashboardsPath(t):                       "grafana/dashboards/*.json",
+	} {
+		cm, ok := objs["ConfigMap/"+mounts[dir]]
+		require.True(t, ok, "a ConfigMap is mounted at %s", dir)
+		paths, err := filepath.Glob(repoPath(files))
+		require.NoError(t, err)
+		require.NotEmpty(t, paths, files)
+		data := strMap(cm.raw["data"])
+		require.Len(t, data, len(paths), "%s holds %s", cm.Metadata.Name, files)
+		for _, p := range paths {
+			want, err := os.ReadFile(p)
+			require.NoError(t, err)
+			require.Equal(t, strings.TrimRight(string(want), "\n"), strings.TrimRight(data[filepath.Base(p)], "\n"), "%s in %s", p, cm.Metadata.Name)
+		}
+	}
+
+	checkNetworkPolicies(t, objs, containers)
+
+	// The optional Job that creates the read-only role runs reader-role.sql as it is.
+	withRole := helmTemplate(t, helm, chart, append([]string{"--set", "nats.enabled=false", "--set", "readerRole.create=true"}, requiredValues...)...)
+	require.Contains(t, withRole, "Job/"+fullname+"-reader-role")
+	sql, err := os.ReadFile(repoPath("deployments/postgres/reader-role.sql"))
+	require.NoError(t, err)
+	require.Equal(t, strings.TrimRight(string(sql), "\n"), strMap(withRole["ConfigMap/"+fullname+"-reader-role"].raw["data"])["reader-role.sql"])
+}
+
+// selects says whether matchLabels select the pod template's labels.
+func selects(matchLabels map[string]string, pod map[string]any) bool {
+	labels := strMap(at(pod, "metadata", "labels"))
+	for k, v := range matchLabels {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return len(matchLabels) > 0
+}
+
+// policySelects says whether a NetworkPolicy's podSelector (matchLabels, and matchExpressions
+// with In) selects the pod template.
+func policySelects(np object, pod map[string]any) bool {
+	sel := at(np.raw, "spec", "podSelector")
+	if !selects(strMap(at(sel, "matchLabels")), pod) {
+		return false
+	}
+	labels := strMap(at(pod, "metadata", "labels"))
+	for _, e := range list(at(sel, "matchExpressions")) {
+		if at(e, "operator") != "In" || !slices.Contains(list(at(e, "values")), any(labels[fmt.Sprint(at(e, "key"))])) {
+			return false
+		}
+	}
+	return true
+}
+
+func hasPort(rule any, port int) bool {
+	for _, p := range list(at(rule, "ports")) {
+		if at(p, "port") == port {
+			return true
+		}
+	}
+	return false
+}
+
+// checkNetworkPolicies: each pod of the chart is selected by a policy for both directions (so
+// everything else is denied); only the ingest takes traffic from anywhere; only the ingest, the
+// writer, the migrations and Grafana may reach Postgres, and only the ingest and the writer NATS.
+func checkNetworkPolicies(t *testing.T, objs map[string]object, containers []container) {
+	t.Helper()
+	var policies []object
+	for _, o := range objs {
+		if o.Kind == "NetworkPolicy" {
+			policies = append(policies, o)
+		}
+	}
+	var open, toPostgres, toNATS []string
+	for _, c := range containers {
+		var ingress, egress []any
+		both := false
+		for _, np := range policies {
+			if !policySelects(np, c.pod) {
+				continue
+			}
+			types := list(at(np.raw, "spec", "policyTypes"))
+			both = both || (slices.Contains(types, any("Ingress")) && slices.Contains(types, any("Egress")))
+			ingress = append(ingress, list(at(np.raw, "spec", "ingress"))...)
+			egress = append(egress, list(at(np.raw, "spec", "egress"))...)
+		}
+		require.True(t, both, "%s: a NetworkPolicy for both directions selects it", c.name)
+		for _, r := range ingress {
+			if len(list(at(r, "from"))) == 0 {
+				open = append(open, c.name)
+			}
+		}
+		for _, r := range egress {
+			if hasPort(r, 5432) {
+				toPostgres = append(toPostgres, c.name)
+			}
+			if hasPort(r, 4222) {
+				toNATS = append(toNATS, c.name)
+			}
+		}
+	}
+	sort.Strings(open)
+	sort.Strings(toPostgres)
+	sort.Strings(toNATS)
+	require.Equal(t, []string{"ingest"}, open, "only the ingest is reachable from outside")
+	require.Equal(t, []string{"grafana", "ingest", "migrate", "writer"}, toPostgres, "who reaches Postgres")
+	require.Equal(t, []string{"ingest", "writer"}, toNATS, "who reaches NATS")
+}
