@@ -54,7 +54,7 @@ var loaded struct {
 // written with COPY: loading 10 million events over HTTP would take an hour for nothing.
 func loadYear(b *testing.B) string {
 	loaded.once.Do(func() {
-		loaded.url = testenv.Postgres(b)
+		loaded.url = testenv.ProcessPostgres(b)
 		loaded.err = bulkLoad(context.Background(), loaded.url, benchEvents())
 	})
 	require.NoError(b, loaded.err)

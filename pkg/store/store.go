@@ -41,6 +41,9 @@ func Open(ctx context.Context, url string, maxConns int32) (*Store, error) {
 	// Plan every execution with its parameters: the metrics functions filter on "all pipelines
 	// or these", which a generic plan cannot turn into an index scan on the pipeline.
 	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	// JIT compiling the metrics queries costs about a second on a small machine, for queries
+	// that run in milliseconds: never worth it here.
+	cfg.ConnConfig.RuntimeParams["jit"] = "off"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create database pool: %w", err)

@@ -29,12 +29,14 @@ import (
 // The cluster shared by a test binary's tests, started on first use.
 var (
 	shared struct {
-		once     sync.Once
-		err      error
-		cluster  *pgcluster.Cluster // nil when DEVOPSTIC_TEST_DATABASE_URL is used
-		dir      string
-		adminURL string // a database to run CREATE DATABASE from
-		template string
+		once      sync.Once
+		err       error
+		cluster   *pgcluster.Cluster // nil when DEVOPSTIC_TEST_DATABASE_URL is used
+		dir       string
+		adminURL  string // a database to run CREATE DATABASE from
+		template  string
+		mu        sync.Mutex
+		longLived []string // databases of ProcessPostgres, dropped by Main
 	}
 	dbCounter atomic.Int64
 )
@@ -42,6 +44,9 @@ var (
 // Main runs a package's tests and then stops the Postgres cluster they started.
 func Main(m *testing.M) {
 	code := m.Run()
+	for _, name := range shared.longLived {
+		dropDatabase(nil, name)
+	}
 	if shared.cluster != nil {
 		if err := shared.cluster.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "testenv: stop Postgres:", err)
@@ -55,24 +60,43 @@ func Main(m *testing.M) {
 // test ends.
 func Postgres(t testing.TB) string {
 	t.Helper()
+	name, dbURL := newDatabase(t)
+	t.Cleanup(func() { dropDatabase(t, name) })
+	return dbURL
+}
+
+// ProcessPostgres returns the URL of a new, migrated database that lives until Main returns:
+// for benchmarks, whose data outlives the b.N=1 run that first loaded it.
+func ProcessPostgres(t testing.TB) string {
+	t.Helper()
+	name, dbURL := newDatabase(t)
+	shared.mu.Lock()
+	shared.longLived = append(shared.longLived, name)
+	shared.mu.Unlock()
+	return dbURL
+}
+
+func dropDatabase(t testing.TB, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := exec(ctx, shared.adminURL, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil && t != nil {
+		t.Logf("testenv: drop database %s: %v", name, err)
+	}
+}
+
+func newDatabase(t testing.TB) (name, dbURL string) {
+	t.Helper()
 	shared.once.Do(startShared)
 	if shared.err != nil {
 		t.Fatalf("testenv: Postgres: %v", shared.err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	name := fmt.Sprintf("test_%d_%d", os.Getpid(), dbCounter.Add(1))
+	name = fmt.Sprintf("test_%d_%d", os.Getpid(), dbCounter.Add(1))
 	if err := exec(ctx, shared.adminURL, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE "+pgx.Identifier{shared.template}.Sanitize()); err != nil {
 		t.Fatalf("testenv: create database: %v", err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := exec(ctx, shared.adminURL, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Logf("testenv: drop database %s: %v", name, err)
-		}
-	})
-	return withDatabase(shared.adminURL, name)
+	return name, withDatabase(shared.adminURL, name)
 }
 
 // startShared starts (or finds) the cluster and prepares a migrated template database, so a
