@@ -4,7 +4,7 @@ GO      ?= go
 GOFLAGS ?=
 BIN     := bin
 
-.PHONY: run demo test test-short bench build vet fmt clean help
+.PHONY: run demo test test-short chaos bench build vet fmt clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -22,6 +22,9 @@ test: tools ## every test, against a real Postgres and a real NATS server that t
 
 test-short: tools ## the same tests without the race detector (faster)
 	$(GO) test -count=1 -timeout 15m ./...
+
+chaos: ## the fault tests: writers SIGKILLed, Postgres and NATS stopped, duplicates, shuffles, poison, replays, rebuild (about 4 minutes)
+	DEVOPSTIC_CHAOS=1 $(GO) test -count=1 -v -timeout 30m -run 'TestChaos|TestRebuildWhileWriting' ./services/devopstic/
 
 bench: ## benchmarks, each with its baseline in the same run (publish: sync=2m vs always; writer: stream vs direct)
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./pkg/stream/

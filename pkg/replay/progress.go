@@ -14,7 +14,6 @@ type progress struct {
 	label string
 	began time.Time
 	shown time.Time
-	drawn bool
 }
 
 func newProgress(w io.Writer, tty bool, label string) *progress {
@@ -51,7 +50,6 @@ func (p *progress) show(position, total uint64, applied int64, final bool) {
 		p.label, position, total, 100*frac, applied, rate, elapsed.Round(time.Second), eta)
 	if p.tty {
 		fmt.Fprintf(p.w, "\r%s\x1b[K", line)
-		p.drawn = true
 		if final {
 			fmt.Fprintln(p.w)
 		}

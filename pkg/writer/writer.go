@@ -9,6 +9,9 @@
 // backoff for as long as it lasts, holding the batch; a permanent one (a payload that does not
 // decode, a value Postgres refuses) goes to dead_letters, at once when the payload cannot be
 // decoded, after MaxDeliver failed deliveries otherwise.
+//
+// Mapping and writing live in Applier (apply.go), which replay, rebuild and dead-letter retry
+// share with the writer; the writer itself only fetches and settles messages.
 package writer
 
 import (

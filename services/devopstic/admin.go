@@ -39,18 +39,18 @@ local Postgres of "make run" when there is one):
 
 // adminEnv is what the operating commands work with.
 type adminEnv struct {
-	cfg    config.AllInOne
-	st     *store.Store
-	js     jetstream.JetStream // nil for commands that need no NATS
-	stdout io.Writer
-	stderr io.Writer
-	log    *slog.Logger
+	cfg     config.AllInOne
+	st      *store.Store
+	js      jetstream.JetStream // nil for commands that need no NATS
+	natsErr error               // status only: why js is nil
+	stdout  io.Writer
+	stderr  io.Writer
+	log     *slog.Logger
 }
 
 // admin runs an operating command: args[0] is its name.
 func admin(ctx context.Context, cfg config.AllInOne, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
-	needNATS := args[0] != "dead-letters"
-	env, closeEnv, err := openAdmin(ctx, cfg, needNATS, stdout, stderr, log)
+	env, closeEnv, err := openAdmin(ctx, cfg, args[0], stdout, stderr, log)
 	if err != nil {
 		return err
 	}
@@ -67,7 +67,10 @@ func admin(ctx context.Context, cfg config.AllInOne, args []string, stdout, stde
 	}
 }
 
-func openAdmin(ctx context.Context, cfg config.AllInOne, needNATS bool, stdout, stderr io.Writer, log *slog.Logger) (*adminEnv, func(), error) {
+// openAdmin connects to what command needs. status needs nothing to be up: it reports what it
+// cannot reach (it is what an operator runs during an outage), so it neither migrates nor fails
+// on an unreachable NATS.
+func openAdmin(ctx context.Context, cfg config.AllInOne, command string, stdout, stderr io.Writer, log *slog.Logger) (*adminEnv, func(), error) {
 	var closers []func()
 	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -90,9 +93,11 @@ func openAdmin(ctx context.Context, cfg config.AllInOne, needNATS bool, stdout, 
 			}
 		}
 	}
-	if err := store.Migrate(ctx, dbURL); err != nil {
-		closeAll()
-		return nil, nil, err
+	if command != "status" {
+		if err := store.Migrate(ctx, dbURL); err != nil {
+			closeAll()
+			return nil, nil, err
+		}
 	}
 	st, err := store.Open(ctx, dbURL, 4)
 	if err != nil {
@@ -101,15 +106,20 @@ func openAdmin(ctx context.Context, cfg config.AllInOne, needNATS bool, stdout, 
 	}
 	closers = append(closers, st.Close)
 	env := &adminEnv{cfg: cfg, st: st, stdout: stdout, stderr: stderr, log: log}
-	if needNATS {
+	if command != "dead-letters" {
 		natsURL := cfg.NATS.URL
 		if natsURL == "" {
 			natsURL = "nats://" + cfg.Embedded.NATSAddr
 		}
 		nc, err := nats.Connect(natsURL, nats.Name("devopstic-admin"), nats.Timeout(5*time.Second))
 		if err != nil {
+			err = fmt.Errorf("connect to NATS at %s (is the service running? set DEVOPSTIC_NATS_URL): %w", natsURL, err)
+			if command == "status" {
+				env.natsErr = err
+				return env, closeAll, nil
+			}
 			closeAll()
-			return nil, nil, fmt.Errorf("connect to NATS at %s (is the service running? set DEVOPSTIC_NATS_URL): %w", natsURL, err)
+			return nil, nil, err
 		}
 		closers = append(closers, nc.Close)
 		if env.js, err = jetstream.New(nc); err != nil {
@@ -355,29 +365,37 @@ func seqArg(args []string) (uint64, error) {
 	return seq, nil
 }
 
-// Status is what `devopstic status --json` prints.
+// Status is what `devopstic status --json` prints. Stream and Consumer are null when NATS
+// (or the consumer) is not there; Errors says what could not be reached.
 type Status struct {
-	Stream struct {
-		Messages  uint64    `json:"messages"`
-		Bytes     uint64    `json:"bytes"`
-		FirstSeq  uint64    `json:"first_seq"`
-		FirstTime time.Time `json:"first_time"`
-		LastSeq   uint64    `json:"last_seq"`
-		LastTime  time.Time `json:"last_time"`
-		MaxAge    string    `json:"max_age"`
-		MaxBytes  int64     `json:"max_bytes"`
-		Replicas  int       `json:"replicas"`
-	} `json:"stream"`
-	Consumer *struct {
-		NumPending     uint64 `json:"num_pending"`
-		NumAckPending  int    `json:"num_ack_pending"`
-		NumRedelivered int    `json:"num_redelivered"`
-		DeliveredSeq   uint64 `json:"delivered_seq"`
-		AckFloorSeq    uint64 `json:"ack_floor_seq"`
-	} `json:"consumer"`
+	Stream      *StreamStatus    `json:"stream"`
+	Consumer    *ConsumerStatus  `json:"consumer"`
 	DeadLetters int64            `json:"dead_letters"`
 	Rows        map[string]int64 `json:"rows"`
 	Replays     []string         `json:"unfinished_replays,omitempty"`
+	Errors      []string         `json:"errors,omitempty"`
+}
+
+// StreamStatus is the stream's state and retention.
+type StreamStatus struct {
+	Messages  uint64    `json:"messages"`
+	Bytes     uint64    `json:"bytes"`
+	FirstSeq  uint64    `json:"first_seq"`
+	FirstTime time.Time `json:"first_time"`
+	LastSeq   uint64    `json:"last_seq"`
+	LastTime  time.Time `json:"last_time"`
+	MaxAge    string    `json:"max_age"`
+	MaxBytes  int64     `json:"max_bytes"`
+	Replicas  int       `json:"replicas"`
+}
+
+// ConsumerStatus is the writers' lag.
+type ConsumerStatus struct {
+	NumPending     uint64 `json:"num_pending"`
+	NumAckPending  int    `json:"num_ack_pending"`
+	NumRedelivered int    `json:"num_redelivered"`
+	DeliveredSeq   uint64 `json:"delivered_seq"`
+	AckFloorSeq    uint64 `json:"ack_floor_seq"`
 }
 
 func (e *adminEnv) status(ctx context.Context, args []string) error {
@@ -388,6 +406,33 @@ func (e *adminEnv) status(ctx context.Context, args []string) error {
 		return err
 	}
 	var s Status
+	natsErr := e.natsErr
+	if natsErr == nil {
+		natsErr = e.streamStatus(ctx, &s)
+	}
+	dbErr := e.databaseStatus(ctx, &s)
+	if natsErr != nil {
+		s.Errors = append(s.Errors, natsErr.Error())
+	}
+	if dbErr != nil {
+		s.Errors = append(s.Errors, dbErr.Error())
+	}
+	if *asJSON {
+		out, err := json.MarshalIndent(s, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stdout, string(out))
+	} else {
+		printStatus(e.stdout, s, natsErr, dbErr)
+	}
+	if err := errors.Join(natsErr, dbErr); err != nil {
+		return fmt.Errorf("status incomplete: %w", err)
+	}
+	return nil
+}
+
+func (e *adminEnv) streamStatus(ctx context.Context, s *Status) error {
 	str, err := e.js.Stream(ctx, stream.StreamName)
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", stream.StreamName, err)
@@ -397,60 +442,67 @@ func (e *adminEnv) status(ctx context.Context, args []string) error {
 		return fmt.Errorf("stream %s: %w", stream.StreamName, err)
 	}
 	st := info.State
-	s.Stream.Messages, s.Stream.Bytes, s.Stream.FirstSeq, s.Stream.FirstTime = st.Msgs, st.Bytes, st.FirstSeq, st.FirstTime
-	s.Stream.LastSeq, s.Stream.LastTime = st.LastSeq, st.LastTime
-	s.Stream.MaxAge, s.Stream.MaxBytes, s.Stream.Replicas = info.Config.MaxAge.String(), info.Config.MaxBytes, info.Config.Replicas
+	s.Stream = &StreamStatus{Messages: st.Msgs, Bytes: st.Bytes, FirstSeq: st.FirstSeq, FirstTime: st.FirstTime,
+		LastSeq: st.LastSeq, LastTime: st.LastTime, MaxAge: info.Config.MaxAge.String(), MaxBytes: info.Config.MaxBytes,
+		Replicas: info.Config.Replicas}
 	cons, err := str.Consumer(ctx, stream.ConsumerName)
-	if err == nil {
-		ci, err := cons.Info(ctx)
-		if err != nil {
-			return fmt.Errorf("consumer %s: %w", stream.ConsumerName, err)
-		}
-		s.Consumer = &struct {
-			NumPending     uint64 `json:"num_pending"`
-			NumAckPending  int    `json:"num_ack_pending"`
-			NumRedelivered int    `json:"num_redelivered"`
-			DeliveredSeq   uint64 `json:"delivered_seq"`
-			AckFloorSeq    uint64 `json:"ack_floor_seq"`
-		}{ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.Delivered.Stream, ci.AckFloor.Stream}
-	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("consumer %s: %w", stream.ConsumerName, err)
 	}
-	if s.Rows, err = e.st.RowCounts(ctx); err != nil {
-		return err
+	ci, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", stream.ConsumerName, err)
 	}
-	s.DeadLetters = s.Rows["dead_letters"]
-	delete(s.Rows, "dead_letters")
+	s.Consumer = &ConsumerStatus{NumPending: ci.NumPending, NumAckPending: ci.NumAckPending, NumRedelivered: ci.NumRedelivered,
+		DeliveredSeq: ci.Delivered.Stream, AckFloorSeq: ci.AckFloor.Stream}
+	return nil
+}
+
+func (e *adminEnv) databaseStatus(ctx context.Context, s *Status) error {
+	rows, err := e.st.RowCounts(ctx)
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	s.DeadLetters = rows["dead_letters"]
+	delete(rows, "dead_letters")
+	s.Rows = rows
 	cps, err := e.st.Checkpoints(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("database: %w", err)
 	}
 	for _, cp := range cps {
 		s.Replays = append(s.Replays, fmt.Sprintf("%s: at stream sequence %d of %d, last run %s", cp.Name, cp.LastSeq, cp.EndSeq, cp.UpdatedAt.UTC().Format(time.RFC3339)))
 	}
-	if *asJSON {
-		out, err := json.MarshalIndent(s, "", "  ")
-		if err != nil {
-			return err
+	return nil
+}
+
+func printStatus(w io.Writer, s Status, natsErr, dbErr error) {
+	if st := s.Stream; st != nil {
+		fmt.Fprintf(w, "stream %s: %d messages, %s, sequences %d to %d", stream.StreamName, st.Messages, bytesText(st.Bytes), st.FirstSeq, st.LastSeq)
+		if st.Messages > 0 {
+			fmt.Fprintf(w, ", %s to %s", st.FirstTime.UTC().Format(time.RFC3339), st.LastTime.UTC().Format(time.RFC3339))
 		}
-		fmt.Fprintln(e.stdout, string(out))
-		return nil
+		maxBytes := "no size cap"
+		if st.MaxBytes > 0 {
+			maxBytes = "at most " + bytesText(uint64(st.MaxBytes))
+		}
+		fmt.Fprintf(w, "\n  kept for %s (0s: forever), %s, %d replica(s)\n", st.MaxAge, maxBytes, st.Replicas)
 	}
-	w := e.stdout
-	fmt.Fprintf(w, "stream %s: %d messages, %s, sequences %d to %d", stream.StreamName, st.Msgs, bytesText(st.Bytes), st.FirstSeq, st.LastSeq)
-	if st.Msgs > 0 {
-		fmt.Fprintf(w, ", %s to %s", st.FirstTime.UTC().Format(time.RFC3339), st.LastTime.UTC().Format(time.RFC3339))
-	}
-	maxBytes := "no size cap"
-	if info.Config.MaxBytes > 0 {
-		maxBytes = "at most " + bytesText(uint64(info.Config.MaxBytes))
-	}
-	fmt.Fprintf(w, "\n  kept for %s (0s: forever), %s, %d replica(s)\n", info.Config.MaxAge, maxBytes, info.Config.Replicas)
-	if c := s.Consumer; c != nil {
+	switch c := s.Consumer; {
+	case natsErr != nil:
+		fmt.Fprintf(w, "stream and writer: unknown: %v\n", natsErr)
+	case c != nil:
 		fmt.Fprintf(w, "writer: %d pending, %d awaiting ack, %d redelivered; delivered up to %d, acknowledged up to %d\n",
 			c.NumPending, c.NumAckPending, c.NumRedelivered, c.DeliveredSeq, c.AckFloorSeq)
-	} else {
+	default:
 		fmt.Fprintln(w, "writer: no consumer yet (no writer has started)")
+	}
+	if dbErr != nil {
+		fmt.Fprintf(w, "database: unknown: %v\n", dbErr)
+		return
 	}
 	fmt.Fprintf(w, "dead letters: %d\n", s.DeadLetters)
 	fmt.Fprint(w, "rows:")
@@ -461,7 +513,6 @@ func (e *adminEnv) status(ctx context.Context, args []string) error {
 	for _, r := range s.Replays {
 		fmt.Fprintf(w, "unfinished replay %s\n", r)
 	}
-	return nil
 }
 
 func bytesText(n uint64) string {
