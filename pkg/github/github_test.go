@@ -4,16 +4,18 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/devopstic/devopstic/pkg/event"
 	"github.com/devopstic/devopstic/pkg/fact"
 	"github.com/devopstic/devopstic/pkg/github"
 )
 
-func fixture(t *testing.T, name string) []byte {
+func fixture(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
 	require.NoError(t, err)
@@ -239,4 +241,59 @@ func TestParseMergedPullRequestLinksHeadAndMergeCommit(t *testing.T) {
 		require.NotNil(t, c.SubmittedAt)
 	}
 	require.Equal(t, []fact.ChangeLink{{PipelineID: "Codertocat/Hello-World", CommitID: head, LinkedID: "deadbeefdeadbeef"}}, d.Set.Links)
+}
+
+// What Postgres cannot store is refused at the edge, not accepted and dead-lettered.
+func TestParseRefusesWhatPostgresCannotStore(t *testing.T) {
+	t.Parallel()
+	body := `{"deployment_status":{"state":"success","updated_at":"2026-11-25T10:00:00Z","description":"%s"},"deployment":{"sha":"abc1234"},"repository":{"name":"api"}}`
+	for name, tc := range map[string]struct {
+		body string
+		opts github.Options
+	}{
+		"NUL escape":     {strings.Replace(body, "%s", `\u0000`, 1), github.Options{}},
+		"invalid UTF-8":  {strings.Replace(body, "%s", "\xff", 1), github.Options{}},
+		"lone surrogate": {strings.Replace(body, "%s", `\udfff`, 1), github.Options{}},
+		"NUL in the URL": {strings.Replace(body, "%s", "", 1), github.Options{PipelineID: "a\x00b"}},
+	} {
+		_, err := github.Parse("deployment_status", []byte(tc.body), tc.opts)
+		require.ErrorIs(t, err, github.ErrInvalid, name)
+		require.ErrorIs(t, err, event.ErrText, name)
+	}
+}
+
+// FuzzParse feeds Parse every fixture, mutated, under the event name of its folder and others:
+// it must never panic, and what it accepts must be a complete fact set.
+func FuzzParse(f *testing.F) {
+	files, err := filepath.Glob("testdata/*/*.json")
+	require.NoError(f, err)
+	for _, file := range files {
+		if strings.HasSuffix(file, ".headers.json") {
+			continue
+		}
+		f.Add(filepath.Base(filepath.Dir(file)), fixture(f, strings.TrimPrefix(file, "testdata/")), "", "Test")
+	}
+	f.Add("issues", []byte(`{"issue":{"number":7,"created_at":"2026-11-25T10:00:00Z","closed_at":"2026-11-25 11:30:00","labels":[{"name":"Incident"}],"body":"caused by: deploy-42"},"repository":{"name":"api"}}`), "api", "")
+	f.Fuzz(func(t *testing.T, eventName string, body []byte, pipeline, workflow string) {
+		d, err := github.Parse(eventName, body, github.Options{PipelineID: pipeline, DeployWorkflows: []string{workflow}})
+		if err != nil {
+			return
+		}
+		s := d.Set
+		require.Equal(t, "github", s.Event.Source)
+		require.Equal(t, eventName, s.Event.Kind)
+		require.NotEmpty(t, s.Event.PipelineID)
+		require.False(t, s.Event.OccurredAt.IsZero())
+		for _, c := range s.Changes {
+			require.NotEmpty(t, c.CommitID)
+		}
+		for _, dep := range s.Deployments {
+			require.NotEmpty(t, dep.Key)
+			require.Contains(t, []string{"success", "failure"}, dep.Status)
+		}
+		for _, i := range s.Incidents {
+			require.NotEmpty(t, i.IncidentID)
+			require.NotNil(t, i.OpenedAt)
+		}
+	})
 }
