@@ -1,0 +1,209 @@
+// Package pagerduty verifies PagerDuty V3 webhook deliveries and maps incidents to facts.
+//
+// Verify checks X-PagerDuty-Signature on the raw bytes before anything is parsed. Parse is a
+// pure function of the body and of Options, which the ingest stamps into the stream message's
+// headers, so the writer and every replay map a delivery exactly as the ingest judged it.
+// Times come from the payload (event.occurred_at), never from the clock.
+package pagerduty
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/devopstic/devopstic/pkg/event"
+	"github.com/devopstic/devopstic/pkg/fact"
+)
+
+// Source names PagerDuty in the tables and on the stream.
+const Source = "pagerduty"
+
+// Headers of a delivery.
+const (
+	HeaderSignature = "X-PagerDuty-Signature"
+	// HeaderWebhookID names the webhook subscription that sent the delivery.
+	HeaderWebhookID = "X-Webhook-Id"
+	// HeaderOptions carries the Options in force when the delivery came in (JSON).
+	HeaderOptions = "Devopstic-Pagerduty-Options"
+)
+
+// Errors of a delivery.
+var (
+	// ErrSignature: the signature is missing, malformed or matches no secret.
+	ErrSignature = errors.New("bad signature")
+	// ErrIgnored: a delivery DevOpstic does not use (answered 202 so PagerDuty keeps sending).
+	ErrIgnored = errors.New("ignored")
+	// ErrInvalid: a delivery of a kind DevOpstic uses that lacks what it needs.
+	ErrInvalid = errors.New("invalid delivery")
+)
+
+// Verify checks the X-PagerDuty-Signature header: one or more comma-separated v1=<hex
+// HMAC-SHA256 of the body>, any of which may match any secret (PagerDuty lists several while a
+// secret rotates). Comparisons are constant time. No secret, no signature: refused.
+func Verify(secrets []string, body []byte, header string) error {
+	if strings.TrimSpace(header) == "" {
+		return fmt.Errorf("%w: no %s header", ErrSignature, HeaderSignature)
+	}
+	var sigs [][]byte
+	for _, part := range strings.Split(header, ",") {
+		hexSig, ok := strings.CutPrefix(strings.TrimSpace(part), "v1=")
+		if !ok {
+			continue // a future scheme: fail closed unless a v1 signature matches
+		}
+		if sig, err := hex.DecodeString(hexSig); err == nil && len(sig) == sha256.Size {
+			sigs = append(sigs, sig)
+		}
+	}
+	if len(sigs) == 0 {
+		return fmt.Errorf("%w: %s holds no v1=<hex> signature", ErrSignature, HeaderSignature)
+	}
+	matched := false
+	for _, secret := range secrets {
+		if secret == "" {
+			continue
+		}
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write(body)
+		want := mac.Sum(nil)
+		for _, sig := range sigs {
+			// Every pair is compared, so the time taken says nothing about which matched.
+			matched = hmac.Equal(want, sig) || matched
+		}
+	}
+	if !matched {
+		return fmt.Errorf("%w: it matches no configured secret", ErrSignature)
+	}
+	return nil
+}
+
+// Options are what the webhook's URL said when the delivery came in.
+type Options struct {
+	// PipelineID and Environment override the service name and production
+	// (?pipeline_id=, ?environment=).
+	PipelineID, Environment string
+}
+
+// Delivery is a mapped delivery.
+type Delivery struct {
+	Set fact.Set
+	// EventID is PagerDuty's id of the event (event.id), the same on every retry.
+	EventID string
+}
+
+// Parse maps a V3 webhook body to facts. The returned Set's Event has Source, Kind,
+// PipelineID, Environment and OccurredAt filled; the caller adds the id, receive time and
+// stream sequence.
+func Parse(body []byte, opts Options) (Delivery, error) {
+	if err := checkText(body, opts.PipelineID, opts.Environment); err != nil {
+		return Delivery{}, err
+	}
+	var p payload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return Delivery{}, fmt.Errorf("%w: body is not a JSON object: %w", ErrInvalid, err)
+	}
+	e := p.Event
+	if e == nil {
+		return Delivery{}, fmt.Errorf("%w: event is missing (only V3 webhooks are understood)", ErrInvalid)
+	}
+	switch e.EventType {
+	case "incident.triggered", "incident.resolved":
+	case "":
+		return Delivery{}, fmt.Errorf("%w: event.event_type is missing", ErrInvalid)
+	default:
+		return Delivery{}, fmt.Errorf("%w: DevOpstic does not use %s events", ErrIgnored, e.EventType)
+	}
+	d := e.Data
+	if d == nil || d.ID == "" {
+		return Delivery{}, fmt.Errorf("%w: event.data.id is missing", ErrInvalid)
+	}
+	pipeline := opts.PipelineID
+	if pipeline == "" && d.Service != nil {
+		pipeline = d.Service.Summary
+	}
+	if pipeline == "" {
+		return Delivery{}, fmt.Errorf("%w: event.data.service.summary is missing (or add ?pipeline_id= to the webhook URL)", ErrInvalid)
+	}
+	at, err := when("event.occurred_at", e.OccurredAt)
+	if err != nil {
+		return Delivery{}, err
+	}
+	env := opts.Environment
+	if env == "" {
+		env = "production"
+	}
+	inc := fact.Incident{Source: Source, IncidentID: d.ID, PipelineID: pipeline, Environment: env}
+	status := fact.StatusFailure
+	if e.EventType == "incident.triggered" {
+		inc.OpenedAt = &at
+	} else {
+		inc.ResolvedAt = &at
+		status = fact.StatusSuccess
+		// Newer payloads say when the incident was created: the resolution alone then gives
+		// the whole incident, even when its trigger was never delivered.
+		if created, err := event.ParseTime(d.CreatedAt); err == nil {
+			inc.OpenedAt = &created
+		}
+	}
+	return Delivery{
+		EventID: e.ID,
+		Set: fact.Set{
+			Event: fact.Event{
+				Source: Source, Kind: Kind(e.EventType), PipelineID: pipeline, Environment: env,
+				IncidentID: d.ID, Status: status, OccurredAt: at, Payload: body,
+			},
+			Incidents: []fact.Incident{inc},
+		},
+	}, nil
+}
+
+// Kind is the stream subject's last token for an event type: incident.triggered is
+// incident_triggered.
+func Kind(eventType string) string {
+	return strings.ReplaceAll(eventType, ".", "_")
+}
+
+type payload struct {
+	Event *struct {
+		ID         string `json:"id"`
+		EventType  string `json:"event_type"`
+		OccurredAt string `json:"occurred_at"`
+		Data       *struct {
+			ID        string `json:"id"`
+			CreatedAt string `json:"created_at"`
+			Service   *struct {
+				Summary string `json:"summary"`
+			} `json:"service"`
+		} `json:"data"`
+	} `json:"event"`
+}
+
+// checkText refuses what Postgres could not store (see event.ErrText): it would be accepted
+// and then dead-lettered.
+func checkText(body []byte, pipelineID, environment string) error {
+	if err := event.CheckJSONText(body); err != nil {
+		return fmt.Errorf("%w: body: %w", ErrInvalid, err)
+	}
+	if err := event.CheckText(pipelineID); err != nil {
+		return fmt.Errorf("%w: pipeline_id: %w", ErrInvalid, err)
+	}
+	if err := event.CheckText(environment); err != nil {
+		return fmt.Errorf("%w: environment: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
+func when(field, value string) (time.Time, error) {
+	if value == "" {
+		return time.Time{}, fmt.Errorf("%w: %s is missing", ErrInvalid, field)
+	}
+	t, err := event.ParseTime(value)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %s: %w", ErrInvalid, field, err)
+	}
+	return t, nil
+}
