@@ -16,8 +16,10 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/gofiber/fiber/v2/middleware/requestid"
 
+	"github.com/devopstic/devopstic/pkg/alertmanager"
 	"github.com/devopstic/devopstic/pkg/auth"
 	"github.com/devopstic/devopstic/pkg/github"
+	"github.com/devopstic/devopstic/pkg/gitlab"
 	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/stream"
 )
@@ -32,6 +34,16 @@ type Config struct {
 	GitHubSecrets []string
 	// GitHub are the operator's GitHub mapping options (the URL adds its own per delivery).
 	GitHub github.Options
+	// GitLabSecrets verify POST /gitlab/events (X-Gitlab-Token); none turns the endpoint off.
+	GitLabSecrets []string
+	// GitLab are the operator's GitLab mapping options.
+	GitLab gitlab.Options
+	// PagerDutySecrets verify POST /pagerduty/incidents; none turns the endpoint off.
+	PagerDutySecrets []string
+	// AlertmanagerTokens authenticate POST /alertmanager/alerts; none turns the endpoint off.
+	AlertmanagerTokens []string
+	// Alertmanager are the operator's Alertmanager mapping options.
+	Alertmanager alertmanager.Options
 }
 
 // Deps are what the API talks to.
@@ -80,6 +92,9 @@ func New(cfg Config, deps Deps) *fiber.App {
 	app.Get("/events", s.requireToken, s.getEvents)
 	app.Get("/commits", s.requireToken, s.getCommits)
 	app.Post("/github/events", s.postGitHub)
+	app.Post("/gitlab/events", s.postGitLab)
+	app.Post("/pagerduty/incidents", s.postPagerDuty)
+	app.Post("/alertmanager/alerts", s.postAlertmanager)
 	app.Get("/api/v1/metrics/dora", s.requireToken, s.getDORA)
 	app.Get("/api/v1/pipelines", s.requireToken, s.getPipelines)
 	return app

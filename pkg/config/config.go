@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v10"
+
+	"github.com/devopstic/devopstic/pkg/alertmanager"
 )
 
 // Database locates Postgres. URL, when set, overrides the parts (the original API's variables).
@@ -88,6 +90,38 @@ type GitHub struct {
 	IncidentLabel     string   `env:"DEVOPSTIC_GITHUB_INCIDENT_LABEL" envDefault:"incident"`
 }
 
+// GitLab configures POST /gitlab/events.
+type GitLab struct {
+	// Secrets are compared with X-Gitlab-Token; several, comma-separated, for rotation. None:
+	// GitLab is off.
+	Secrets       []string `env:"DEVOPSTIC_GITLAB_WEBHOOK_SECRET" envSeparator:","`
+	IncidentLabel string   `env:"DEVOPSTIC_GITLAB_INCIDENT_LABEL" envDefault:"incident"`
+}
+
+// PagerDuty configures POST /pagerduty/incidents.
+type PagerDuty struct {
+	// Secrets verify X-PagerDuty-Signature; several, comma-separated, for rotation. None:
+	// PagerDuty is off.
+	Secrets []string `env:"DEVOPSTIC_PAGERDUTY_WEBHOOK_SECRET" envSeparator:","`
+}
+
+// Alertmanager configures POST /alertmanager/alerts.
+type Alertmanager struct {
+	// Tokens authenticate Alertmanager (bearer, or basic auth's password); several,
+	// comma-separated, for rotation. None: Alertmanager is off.
+	Tokens []string `env:"DEVOPSTIC_ALERTMANAGER_TOKEN" envSeparator:","`
+	// IncidentLabel picks the alerts that are incidents: name=value or name=~regexp
+	// conditions, comma-separated, all of which must hold.
+	IncidentLabel string `env:"DEVOPSTIC_ALERTMANAGER_INCIDENT_LABEL" envDefault:"severity=critical"`
+}
+
+func (a Alertmanager) validate() error {
+	if _, err := alertmanager.ParseSelector(a.IncidentLabel); err != nil {
+		return fmt.Errorf("DEVOPSTIC_ALERTMANAGER_INCIDENT_LABEL: %w", err)
+	}
+	return nil
+}
+
 // MinJWTSecret is the shortest accepted key: HS256 wants at least 256 bits.
 const MinJWTSecret = 32
 
@@ -140,12 +174,15 @@ func (l Log) SlogLevel() (slog.Level, error) {
 
 // Ingest is the ingest service's configuration.
 type Ingest struct {
-	HTTP     HTTP
-	Auth     Auth
-	GitHub   GitHub
-	NATS     NATS
-	Database Database
-	Log      Log
+	HTTP         HTTP
+	Auth         Auth
+	GitHub       GitHub
+	GitLab       GitLab
+	PagerDuty    PagerDuty
+	Alertmanager Alertmanager
+	NATS         NATS
+	Database     Database
+	Log          Log
 }
 
 // Writer is the writer service's configuration.
@@ -159,14 +196,17 @@ type Writer struct {
 // AllInOne is the devopstic command's configuration: ingest and writer in one process, with
 // an embedded NATS server unless DEVOPSTIC_NATS_URL names one.
 type AllInOne struct {
-	HTTP     HTTP
-	Auth     Auth
-	GitHub   GitHub
-	NATS     NATS
-	Database Database
-	Writer   WriterTuning
-	Embedded Embedded
-	Log      Log
+	HTTP         HTTP
+	Auth         Auth
+	GitHub       GitHub
+	GitLab       GitLab
+	PagerDuty    PagerDuty
+	Alertmanager Alertmanager
+	NATS         NATS
+	Database     Database
+	Writer       WriterTuning
+	Embedded     Embedded
+	Log          Log
 }
 
 // Parse fills cfg (a pointer to one of the structs above) from environ; nil means the process
@@ -183,7 +223,7 @@ func (c *Ingest) Validate() error {
 	if c.NATS.URL == "" {
 		c.NATS.URL = DefaultNATSURL
 	}
-	return errors.Join(c.HTTP.validate(), c.Auth.validate(), c.NATS.validate(), c.Log.validate())
+	return errors.Join(c.HTTP.validate(), c.Auth.validate(), c.Alertmanager.validate(), c.NATS.validate(), c.Log.validate())
 }
 
 // Validate checks the writer's configuration.
@@ -197,7 +237,7 @@ func (c *Writer) Validate() error {
 // Validate checks the all-in-one's configuration.
 func (c *AllInOne) Validate() error {
 	_, _, syncErr := c.Embedded.Sync()
-	return errors.Join(c.HTTP.validate(), c.Auth.validate(), c.NATS.validate(), c.Writer.validate(), c.Log.validate(), syncErr)
+	return errors.Join(c.HTTP.validate(), c.Auth.validate(), c.Alertmanager.validate(), c.NATS.validate(), c.Writer.validate(), c.Log.validate(), syncErr)
 }
 
 func (h HTTP) validate() error {
@@ -291,5 +331,6 @@ func (l Log) Logger(w io.Writer) *slog.Logger {
 
 // Ingest is the part of the all-in-one's configuration that the ingest uses.
 func (c AllInOne) Ingest() Ingest {
-	return Ingest{HTTP: c.HTTP, Auth: c.Auth, GitHub: c.GitHub, NATS: c.NATS, Database: c.Database, Log: c.Log}
+	return Ingest{HTTP: c.HTTP, Auth: c.Auth, GitHub: c.GitHub, GitLab: c.GitLab, PagerDuty: c.PagerDuty, Alertmanager: c.Alertmanager,
+		NATS: c.NATS, Database: c.Database, Log: c.Log}
 }

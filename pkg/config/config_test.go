@@ -309,3 +309,34 @@ func TestEmbeddedSync(t *testing.T) {
 		})
 	}
 }
+
+func TestWebhookSources(t *testing.T) {
+	t.Parallel()
+	var c config.AllInOne
+	require.NoError(t, config.Parse(&c, map[string]string{}))
+	require.Empty(t, c.GitLab.Secrets, "GitLab is off until a secret is set")
+	require.Equal(t, "incident", c.GitLab.IncidentLabel)
+	require.Empty(t, c.PagerDuty.Secrets)
+	require.Empty(t, c.Alertmanager.Tokens)
+	require.Equal(t, "severity=critical", c.Alertmanager.IncidentLabel)
+
+	env := validEnv()
+	env["DEVOPSTIC_GITLAB_WEBHOOK_SECRET"] = "old,new"
+	env["DEVOPSTIC_PAGERDUTY_WEBHOOK_SECRET"] = "pd1,pd2"
+	env["DEVOPSTIC_ALERTMANAGER_TOKEN"] = "am"
+	env["DEVOPSTIC_ALERTMANAGER_INCIDENT_LABEL"] = "severity=~critical|page,team=web"
+	require.NoError(t, config.Parse(&c, env))
+	require.NoError(t, c.Validate())
+	in := c.Ingest()
+	require.Equal(t, []string{"old", "new"}, in.GitLab.Secrets)
+	require.Equal(t, []string{"pd1", "pd2"}, in.PagerDuty.Secrets)
+	require.Equal(t, []string{"am"}, in.Alertmanager.Tokens)
+	require.Equal(t, "severity=~critical|page,team=web", in.Alertmanager.IncidentLabel)
+
+	env["DEVOPSTIC_ALERTMANAGER_INCIDENT_LABEL"] = "critical"
+	var bad config.Ingest
+	require.NoError(t, config.Parse(&bad, env))
+	err := bad.Validate()
+	require.ErrorContains(t, err, "DEVOPSTIC_ALERTMANAGER_INCIDENT_LABEL")
+	require.ErrorContains(t, err, "name=value")
+}

@@ -15,10 +15,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/devopstic/devopstic/pkg/alertmanager"
 	"github.com/devopstic/devopstic/pkg/api"
 	"github.com/devopstic/devopstic/pkg/auth"
 	"github.com/devopstic/devopstic/pkg/config"
 	"github.com/devopstic/devopstic/pkg/github"
+	"github.com/devopstic/devopstic/pkg/gitlab"
 	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/stream"
 	"github.com/devopstic/devopstic/pkg/writer"
@@ -75,6 +77,11 @@ func Ingest(cfg config.Ingest, nc *nats.Conn, js jetstream.JetStream, st *store.
 				DeployEnvironment: cfg.GitHub.DeployEnvironment,
 				IncidentLabel:     cfg.GitHub.IncidentLabel,
 			},
+			GitLabSecrets:      cfg.GitLab.Secrets,
+			GitLab:             gitlab.Options{IncidentLabel: cfg.GitLab.IncidentLabel},
+			PagerDutySecrets:   cfg.PagerDuty.Secrets,
+			AlertmanagerTokens: cfg.Alertmanager.Tokens,
+			Alertmanager:       alertmanager.Options{Selector: cfg.Alertmanager.IncidentLabel},
 		},
 		api.Deps{
 			Publisher: pub,

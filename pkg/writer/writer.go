@@ -27,9 +27,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/devopstic/devopstic/pkg/alertmanager"
 	"github.com/devopstic/devopstic/pkg/event"
 	"github.com/devopstic/devopstic/pkg/fact"
 	"github.com/devopstic/devopstic/pkg/github"
+	"github.com/devopstic/devopstic/pkg/gitlab"
+	"github.com/devopstic/devopstic/pkg/pagerduty"
 	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/stream"
 )
@@ -241,9 +244,52 @@ func Decode(subject string, header nats.Header, data []byte, seq uint64) (fact.S
 			return fact.Set{}, fmt.Errorf("%w: %w", ErrPoison, err)
 		}
 		return webhookSet(d.Set, header, data, receivedAt, seq), nil
+	case gitlab.Source:
+		var opts gitlab.Options
+		if err := headerOptions(header, gitlab.HeaderOptions, &opts); err != nil {
+			return fact.Set{}, err
+		}
+		d, err := gitlab.Parse(header.Get(gitlab.HeaderEvent), data, opts)
+		if err != nil {
+			return fact.Set{}, fmt.Errorf("%w: %w", ErrPoison, err)
+		}
+		return webhookSet(d.Set, header, data, receivedAt, seq), nil
+	case pagerduty.Source:
+		var opts pagerduty.Options
+		if err := headerOptions(header, pagerduty.HeaderOptions, &opts); err != nil {
+			return fact.Set{}, err
+		}
+		d, err := pagerduty.Parse(data, opts)
+		if err != nil {
+			return fact.Set{}, fmt.Errorf("%w: %w", ErrPoison, err)
+		}
+		return webhookSet(d.Set, header, data, receivedAt, seq), nil
+	case alertmanager.Source:
+		var opts alertmanager.Options
+		if err := headerOptions(header, alertmanager.HeaderOptions, &opts); err != nil {
+			return fact.Set{}, err
+		}
+		d, err := alertmanager.Parse(data, opts)
+		if err != nil {
+			return fact.Set{}, fmt.Errorf("%w: %w", ErrPoison, err)
+		}
+		return webhookSet(d.Set, header, data, receivedAt, seq), nil
 	default:
 		return fact.Set{}, fmt.Errorf("%w: unknown source %q", ErrPoison, source)
 	}
+}
+
+// headerOptions reads the options a webhook was mapped with at the ingest (JSON in header
+// name), so that it is mapped the same way here; none means the defaults.
+func headerOptions(header nats.Header, name string, opts any) error {
+	v := header.Get(name)
+	if v == "" {
+		return nil
+	}
+	if err := json.Unmarshal([]byte(v), opts); err != nil {
+		return fmt.Errorf("%w: header %s: %w", ErrPoison, name, err)
+	}
+	return nil
 }
 
 // webhookSet completes the facts a webhook parser mapped with what the message knows: the
