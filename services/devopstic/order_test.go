@@ -84,6 +84,11 @@ func (s *stack) waitDrained() {
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	require.NoError(s.t, err)
+	st, err := js.Stream(context.Background(), stream.StreamName)
+	require.NoError(s.t, err)
+	streamInfo, err := st.Info(context.Background())
+	require.NoError(s.t, err)
+	last := streamInfo.State.LastSeq
 	var info *jetstream.ConsumerInfo
 	ok := assertEventually(func() bool {
 		cons, err := js.Consumer(context.Background(), stream.StreamName, stream.ConsumerName)
@@ -91,8 +96,10 @@ func (s *stack) waitDrained() {
 			return false
 		}
 		info, err = cons.Info(context.Background())
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
-	}, 30*time.Second)
+		// The ack floor, not only the pending counts: a consumer learns of a new message a
+		// moment after the stream stores it, and until then shows nothing pending.
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= last
+	}, 60*time.Second)
 	require.True(s.t, ok, "writer did not drain the stream: %+v", info)
 }
 
