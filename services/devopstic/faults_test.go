@@ -179,12 +179,19 @@ func waitSettled(t testing.TB, natsURL string, timeout time.Duration) {
 	require.NoError(t, err)
 	var info *jetstream.ConsumerInfo
 	ok := assertEventually(func() bool {
-		cons, err := js.Consumer(context.Background(), stream.StreamName, stream.ConsumerName)
+		// As in waitDrained: the ack floor must reach the stream's last message, as the
+		// consumer learns of new messages a moment after the stream stores them.
+		str, err := js.Stream(context.Background(), stream.StreamName)
+		if err != nil {
+			return false
+		}
+		last := str.CachedInfo().State.LastSeq
+		cons, err := str.Consumer(context.Background(), stream.ConsumerName)
 		if err != nil {
 			return false
 		}
 		info, err = cons.Info(context.Background())
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= last
 	}, timeout)
 	require.True(t, ok, "the writers did not settle the stream: %+v", info)
 }
