@@ -132,6 +132,7 @@ func TestGitHubBadDeliveriesPublishNothing(t *testing.T) {
 		"malformed JSON":             {"push", []byte(`{"commits": [`), nil, 400, "not a JSON object"},
 		"missing fields":             {"deployment_status", []byte(`{"deployment_status":{"state":"success","updated_at":"2026-11-25T10:00:00Z"},"repository":{"name":"api"}}`), nil, 400, "deployment.sha"},
 		"no event header":            {"", body, nil, 400, "X-GitHub-Event"},
+		"unstorable body":            {"push", replaced(t, body, `"Update README"`, `"\u0000"`), nil, 400, "text Postgres cannot store"},
 	} {
 		status, out := s.deliver(tc.event, "d-"+name, tc.body, "", tc.headers...)
 		require.Equal(t, tc.want, status, "%s: %s", name, out)
