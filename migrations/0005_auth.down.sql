@@ -1,0 +1,1 @@
+DROP SCHEMA devopstic_auth CASCADE;
