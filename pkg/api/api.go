@@ -10,9 +10,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/helmet"
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/gofiber/fiber/v2/middleware/requestid"
 
@@ -44,6 +46,14 @@ type Config struct {
 	AlertmanagerTokens []string
 	// Alertmanager are the operator's Alertmanager mapping options.
 	Alertmanager alertmanager.Options
+	// LoginLimits throttle failed logins (POST /tokens).
+	LoginLimits auth.LimiterConfig
+	// SeparateAdmin leaves /readyz to the admin app (NewAdmin), served on an address of its own.
+	SeparateAdmin bool
+	// ProxyHeader holds the client's address when the request comes from one of
+	// TrustedProxies (addresses or CIDRs); otherwise the connection's address is the client's.
+	ProxyHeader    string
+	TrustedProxies []string
 }
 
 // Deps are what the API talks to.
@@ -52,6 +62,8 @@ type Deps struct {
 	Store     *store.Store
 	Tokens    *auth.Tokens
 	Login     auth.Login
+	// Keyring verifies API keys and token revocations from memory (the auth bucket's copy).
+	Keyring *auth.Keyring
 	// Ready reports whether the stream can take events (GET /readyz).
 	Ready func(context.Context) error
 	Log   *slog.Logger
@@ -60,8 +72,9 @@ type Deps struct {
 }
 
 type server struct {
-	cfg  Config
-	deps Deps
+	cfg     Config
+	deps    Deps
+	limiter *auth.Limiter
 }
 
 // New builds the fiber app with every route.
@@ -69,35 +82,63 @@ func New(cfg Config, deps Deps) *fiber.App {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	s := &server{cfg: cfg, deps: deps}
+	s := &server{cfg: cfg, deps: deps, limiter: auth.NewLimiter(cfg.LoginLimits)}
 	app := fiber.New(fiber.Config{
-		AppName:               "devopstic",
-		BodyLimit:             cfg.BodyLimit,
-		DisableStartupMessage: true,
-		ErrorHandler:          s.errorHandler,
-		ReadTimeout:           30 * time.Second,
-		WriteTimeout:          30 * time.Second,
-		IdleTimeout:           120 * time.Second,
+		AppName:                 "devopstic",
+		BodyLimit:               cfg.BodyLimit,
+		DisableStartupMessage:   true,
+		ErrorHandler:            s.errorHandler,
+		ReadTimeout:             30 * time.Second,
+		WriteTimeout:            30 * time.Second,
+		IdleTimeout:             120 * time.Second,
+		ProxyHeader:             cfg.ProxyHeader,
+		EnableTrustedProxyCheck: true, // with no trusted proxy, ProxyHeader is never believed
+		TrustedProxies:          cfg.TrustedProxies,
 	})
-	app.Use(recover.New(), requestid.New(), s.logRequests)
+	app.Use(recover.New(), requestid.New(), securityHeaders(), s.logRequests)
 
 	app.Get("/health", s.health)
 	app.Get("/healthz", s.health)
-	app.Get("/readyz", s.ready)
+	if !cfg.SeparateAdmin {
+		app.Get("/readyz", s.ready)
+	}
 	app.Post("/tokens", s.postTokens)
 
 	// Per route rather than a group: a group's middleware would also answer 401 to unknown paths.
-	app.Get("/refresh_token", s.requireToken, s.refreshToken)
-	app.Post("/events", s.requireToken, s.postEvents)
-	app.Get("/events", s.requireToken, s.getEvents)
-	app.Get("/commits", s.requireToken, s.getCommits)
+	app.Get("/refresh_token", s.authorize(""), s.refreshToken)
+	app.Post("/events", s.authorize(auth.ScopeWrite), s.postEvents)
+	app.Post("/webhook/:token/events", s.authorizePath(auth.ScopeWrite), s.postEvents)
+	app.Get("/events", s.authorize(auth.ScopeRead), s.getEvents)
+	app.Get("/commits", s.authorize(auth.ScopeRead), s.getCommits)
 	app.Post("/github/events", s.postGitHub)
 	app.Post("/gitlab/events", s.postGitLab)
 	app.Post("/pagerduty/incidents", s.postPagerDuty)
 	app.Post("/alertmanager/alerts", s.postAlertmanager)
-	app.Get("/api/v1/metrics/dora", s.requireToken, s.getDORA)
-	app.Get("/api/v1/pipelines", s.requireToken, s.getPipelines)
+	app.Get("/api/v1/metrics/dora", s.authorize(auth.ScopeRead), s.getDORA)
+	app.Get("/api/v1/pipelines", s.authorize(auth.ScopeRead), s.getPipelines)
 	return app
+}
+
+// NewAdmin builds the app of the admin address (Config.SeparateAdmin): liveness and readiness,
+// for probes and monitoring that should not share the public address.
+func NewAdmin(deps Deps) *fiber.App {
+	s := &server{deps: deps}
+	app := fiber.New(fiber.Config{AppName: "devopstic-admin", DisableStartupMessage: true, ErrorHandler: s.errorHandler})
+	app.Use(recover.New(), securityHeaders())
+	app.Get("/healthz", s.health)
+	app.Get("/readyz", s.ready)
+	return app
+}
+
+// securityHeaders are helmet's, tightened for an API that serves JSON only: nothing may be
+// framed, loaded or cached from it.
+func securityHeaders() fiber.Handler {
+	return helmet.New(helmet.Config{
+		XFrameOptions:         "DENY",
+		ContentSecurityPolicy: "default-src 'none'; frame-ancestors 'none'",
+		HSTSMaxAge:            31536000, // sent over HTTPS only
+		HSTSExcludeSubdomains: true,
+	})
 }
 
 func (s *server) health(c *fiber.Ctx) error {
@@ -132,7 +173,7 @@ func (s *server) logRequests(c *fiber.Ctx) error {
 		level = slog.LevelWarn
 	}
 	s.deps.Log.Log(c.UserContext(), level, "request",
-		"method", c.Method(), "path", c.Path(), "status", status,
+		"method", c.Method(), "path", loggedPath(c), "status", status,
 		"duration", time.Since(start), "request_id", c.GetRespHeader(fiber.HeaderXRequestID), "ip", c.IP())
 	return nil
 }
@@ -149,4 +190,17 @@ func (s *server) errorHandler(c *fiber.Ctx, err error) error {
 		return c.Status(ferr.Code).JSON(errorBody{Error: msg})
 	}
 	return fail(c, err)
+}
+
+// loggedPath is the request's path with the credential of POST /webhook/:token/events
+// replaced, so that logs never hold a token or a key.
+func loggedPath(c *fiber.Ctx) string {
+	path := c.Path()
+	if rest, ok := strings.CutPrefix(path, "/webhook/"); ok {
+		if _, tail, ok := strings.Cut(rest, "/"); ok {
+			return "/webhook/REDACTED/" + tail
+		}
+		return "/webhook/REDACTED"
+	}
+	return path
 }

@@ -3,6 +3,8 @@ package api
 import (
 	"errors"
 	"log/slog"
+	"strconv"
+	"strings"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -45,6 +47,17 @@ func fail(c *fiber.Ctx, err error) error {
 	case errors.Is(err, auth.ErrUnauthorized):
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="devopstic"`)
 		return c.Status(fiber.StatusUnauthorized).JSON(errorBody{Error: "unauthorized: " + publicReason(err)})
+	case errors.Is(err, auth.ErrForbidden):
+		return c.Status(fiber.StatusForbidden).JSON(errorBody{Error: err.Error()})
+	case errors.Is(err, auth.ErrRateLimited):
+		var lim *auth.LimitError
+		if errors.As(err, &lim) {
+			c.Set(fiber.HeaderRetryAfter, strconv.Itoa(lim.Seconds()))
+		}
+		return c.Status(fiber.StatusTooManyRequests).JSON(errorBody{Error: err.Error()})
+	case errors.Is(err, auth.ErrNotLoaded):
+		c.Set(fiber.HeaderRetryAfter, retryAfterSeconds)
+		return c.Status(fiber.StatusServiceUnavailable).JSON(errorBody{Error: err.Error()})
 	case errors.Is(err, stream.ErrUnavailable):
 		c.Set(fiber.HeaderRetryAfter, retryAfterSeconds)
 		return c.Status(fiber.StatusServiceUnavailable).JSON(errorBody{Error: "the event stream is unavailable; nothing was accepted, retry the request"})
@@ -62,10 +75,14 @@ func fail(c *fiber.Ctx, err error) error {
 func publicReason(err error) string {
 	switch {
 	case errors.Is(err, errNoToken):
-		return "send Authorization: Bearer <token> (get one from POST /tokens)"
+		return "send Authorization: Bearer <token or API key> (get a token from POST /tokens)"
 	case errors.Is(err, errBadLogin):
 		return "wrong username or password"
-	default:
-		return "invalid or expired token"
 	}
+	for _, known := range []error{auth.ErrExpired, auth.ErrRefreshWindow, auth.ErrRevokedToken, auth.ErrUnknownKey, auth.ErrRevokedKey} {
+		if errors.Is(err, known) {
+			return strings.TrimPrefix(known.Error(), auth.ErrUnauthorized.Error()+": ")
+		}
+	}
+	return "invalid or expired token"
 }

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -9,11 +11,13 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/devopstic/devopstic/pkg/auth"
+	"github.com/devopstic/devopstic/pkg/store"
 )
 
 var (
-	errNoToken  = fmt.Errorf("%w: no bearer token", auth.ErrUnauthorized)
-	errBadLogin = fmt.Errorf("%w: bad login", auth.ErrUnauthorized)
+	errNoToken   = fmt.Errorf("%w: no bearer token", auth.ErrUnauthorized)
+	errBadLogin  = fmt.Errorf("%w: bad login", auth.ErrUnauthorized)
+	errNotAToken = fmt.Errorf("%w: GET /refresh_token refreshes tokens; an API key lives until it is revoked", auth.ErrForbidden)
 )
 
 type tokenBody struct {
@@ -27,45 +31,130 @@ type loginBody struct {
 	Password string `json:"password"`
 }
 
-// postTokens exchanges the configured login for a token (the original API's answer shape).
+// postTokens exchanges a login for a token (the original API's answer shape). Failed logins
+// are throttled per client address and per username; a throttled attempt is refused before
+// its password is looked at.
 func (s *server) postTokens(c *fiber.Ctx) error {
 	var login loginBody
 	if err := json.Unmarshal(c.Body(), &login); err != nil {
 		return fail(c, fmt.Errorf(`%w: send {"username": "...", "password": "..."}`, errBadRequest))
 	}
-	if err := s.deps.Login.Check(login.Username, login.Password); err != nil {
+	if err := s.limiter.Allow(c.IP(), login.Username); err != nil {
+		return fail(c, err)
+	}
+	role, err := s.login(c.UserContext(), login.Username, login.Password)
+	if errors.Is(err, auth.ErrUnauthorized) {
+		s.limiter.Failed(c.IP(), login.Username)
 		return fail(c, errBadLogin)
 	}
-	return s.issue(c, login.Username)
-}
-
-func (s *server) refreshToken(c *fiber.Ctx) error {
-	return s.issue(c, c.Locals(subjectKey).(string))
-}
-
-func (s *server) issue(c *fiber.Ctx, subject string) error {
-	token, exp, err := s.deps.Tokens.Issue(subject)
 	if err != nil {
 		return fail(c, err)
 	}
+	s.limiter.Succeeded(login.Username)
+	token, exp, err := s.deps.Tokens.Issue(login.Username, role)
+	return s.answerToken(c, token, exp, err)
+}
+
+// login checks the configured account, then the database's users. A username that is neither
+// costs the same bcrypt time as a wrong password, so timing does not tell which names exist.
+func (s *server) login(ctx context.Context, username, password string) (auth.Role, error) {
+	if s.deps.Login.Check(username, password) == nil {
+		return auth.RoleAdmin, nil
+	}
+	if s.deps.Store == nil {
+		return "", auth.CheckNoUser(password)
+	}
+	u, err := s.deps.Store.User(ctx, username)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", auth.CheckNoUser(password)
+	}
+	if err != nil {
+		return "", err
+	}
+	if err := auth.CheckPassword(u.PasswordHash, password); err != nil {
+		return "", err
+	}
+	return auth.ParseRole(u.Role)
+}
+
+// refreshToken gives a fresh token for the same login, within the login's refresh window.
+func (s *server) refreshToken(c *fiber.Ctx) error {
+	p := principal(c)
+	if p.APIKey {
+		return fail(c, errNotAToken)
+	}
+	token, exp, err := s.deps.Tokens.Refresh(p.Claims)
+	return s.answerToken(c, token, exp, err)
+}
+
+func (s *server) answerToken(c *fiber.Ctx, token string, exp time.Time, err error) error {
+	if err != nil {
+		return fail(c, err)
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(tokenBody{Code: fiber.StatusOK, Expire: exp.Format(time.RFC3339), Token: token})
 }
 
 type localKey int
 
-const subjectKey localKey = 0
+const principalKey localKey = 0
 
-// requireToken lets a request through only with a valid bearer token.
-func (s *server) requireToken(c *fiber.Ctx) error {
-	header := c.Get(fiber.HeaderAuthorization)
-	scheme, token, ok := strings.Cut(header, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-		return fail(c, errNoToken)
+func principal(c *fiber.Ctx) auth.Principal {
+	p, _ := c.Locals(principalKey).(auth.Principal)
+	return p
+}
+
+// authorize lets a request through only with a valid bearer token or API key that has scope
+// (any scope when ""): 401 without a good credential, 403 with one that may not do this.
+func (s *server) authorize(scope auth.Scope) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		scheme, credential, ok := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
+		credential = strings.TrimSpace(credential)
+		if !ok || !strings.EqualFold(scheme, "Bearer") || credential == "" {
+			return fail(c, errNoToken)
+		}
+		return s.admit(c, credential, scope)
 	}
-	claims, err := s.deps.Tokens.Verify(strings.TrimSpace(token))
+}
+
+// authorizePath is authorize for POST /webhook/:token/events, the original API's path for
+// tools that cannot set headers: the token or API key is the path's second segment.
+func (s *server) authorizePath(scope auth.Scope) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		return s.admit(c, c.Params("token"), scope)
+	}
+}
+
+func (s *server) admit(c *fiber.Ctx, credential string, scope auth.Scope) error {
+	p, err := s.verify(credential)
 	if err != nil {
 		return fail(c, err)
 	}
-	c.Locals(subjectKey, claims.Subject)
+	if scope != "" {
+		if err := p.Allow(scope); err != nil {
+			return fail(c, err)
+		}
+	}
+	c.Locals(principalKey, p)
 	return c.Next()
+}
+
+// verify checks a credential against the in-memory keyring and the token keys: no database.
+func (s *server) verify(credential string) (auth.Principal, error) {
+	if auth.IsAPIKey(credential) {
+		if s.deps.Keyring == nil {
+			return auth.Principal{}, auth.ErrNotLoaded
+		}
+		return s.deps.Keyring.APIKey(credential)
+	}
+	claims, err := s.deps.Tokens.Verify(credential)
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	if s.deps.Keyring != nil {
+		if err := s.deps.Keyring.CheckToken(claims); err != nil {
+			return auth.Principal{}, err
+		}
+	}
+	return auth.Principal{Subject: claims.Subject, Scopes: claims.Role.Scopes(), Claims: claims}, nil
 }

@@ -14,9 +14,14 @@ const testSecret = "0123456789abcdef0123456789abcdef"
 // issuedAt is the clock of the tokens under test; it has a fraction of a second on purpose.
 var issuedAt = time.Date(2026, 11, 25, 10, 0, 0, 700_000_000, time.UTC)
 
-// tokensAt returns Tokens whose clock reads now.
+// tokensAt returns Tokens with one key whose clock reads now.
 func tokensAt(secret string, ttl time.Duration, now time.Time) *Tokens {
-	t := NewTokens(secret, ttl)
+	return keysAt([]string{secret}, ttl, now)
+}
+
+// keysAt returns Tokens with keys whose clock reads now.
+func keysAt(secrets []string, ttl time.Duration, now time.Time) *Tokens {
+	t := NewTokens(secrets, ttl, DefaultRefreshWindow)
 	t.now = func() time.Time { return now }
 	return t
 }
@@ -29,19 +34,23 @@ func signed(t *testing.T, method jwt.SigningMethod, key any, claims jwt.Claims) 
 	return s
 }
 
-func validClaims() jwt.RegisteredClaims {
-	return jwt.RegisteredClaims{
-		Issuer:    "devopstic",
-		Subject:   "admin",
-		IssuedAt:  jwt.NewNumericDate(issuedAt),
-		ExpiresAt: jwt.NewNumericDate(issuedAt.Add(time.Hour)),
+func validClaims() Claims {
+	return Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    "devopstic",
+			Subject:   "admin",
+			IssuedAt:  jwt.NewNumericDate(issuedAt),
+			ExpiresAt: jwt.NewNumericDate(issuedAt.Add(time.Hour)),
+		},
+		Role:    RoleAdmin,
+		OrigIat: jwt.NewNumericDate(issuedAt),
 	}
 }
 
 func TestIssueVerify(t *testing.T) {
 	t.Parallel()
 	tk := tokensAt(testSecret, 2*time.Hour, issuedAt)
-	token, exp, err := tk.Issue("admin")
+	token, exp, err := tk.Issue("admin", RoleAdmin)
 	require.NoError(t, err)
 	require.Equal(t, time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC), exp)
 	require.Equal(t, 2, strings.Count(token, "."))
@@ -54,8 +63,10 @@ func TestIssueVerify(t *testing.T) {
 	require.Equal(t, exp, claims.ExpiresAt.UTC())
 	require.Equal(t, 2*time.Hour, claims.ExpiresAt.Sub(claims.IssuedAt.Time))
 	require.NotEmpty(t, claims.ID)
+	require.Equal(t, RoleAdmin, claims.Role)
+	require.Equal(t, claims.IssuedAt.Time, claims.OrigIat.Time, "a login's token starts its refresh window")
 
-	other, _, err := tk.Issue("admin")
+	other, _, err := tk.Issue("admin", RoleAdmin)
 	require.NoError(t, err)
 	otherClaims, err := tk.Verify(other)
 	require.NoError(t, err)
@@ -64,8 +75,8 @@ func TestIssueVerify(t *testing.T) {
 
 func TestVerifyWithRealClock(t *testing.T) {
 	t.Parallel()
-	tk := NewTokens(testSecret, time.Hour)
-	token, exp, err := tk.Issue("ci")
+	tk := NewTokens([]string{testSecret}, time.Hour, DefaultRefreshWindow)
+	token, exp, err := tk.Issue("ci", RoleReader)
 	require.NoError(t, err)
 	require.WithinDuration(t, time.Now().Add(time.Hour), exp, 2*time.Second)
 	claims, err := tk.Verify(token)
@@ -76,10 +87,20 @@ func TestVerifyWithRealClock(t *testing.T) {
 func TestVerifyRefuses(t *testing.T) {
 	t.Parallel()
 	issuer := tokensAt(testSecret, time.Hour, issuedAt)
-	good, _, err := issuer.Issue("admin")
+	good, _, err := issuer.Issue("admin", RoleAdmin)
 	require.NoError(t, err)
-	otherKey, _, err := tokensAt(strings.Repeat("x", 32), time.Hour, issuedAt).Issue("admin")
+	otherKey, _, err := tokensAt(strings.Repeat("x", 32), time.Hour, issuedAt).Issue("admin", RoleAdmin)
 	require.NoError(t, err)
+	noRole := validClaims()
+	noRole.Role = ""
+	badRole := validClaims()
+	badRole.Role = "root"
+	noOrigIat := validClaims()
+	noOrigIat.OrigIat = nil
+	noSubject := validClaims()
+	noSubject.Subject = ""
+	future := validClaims()
+	future.IssuedAt = jwt.NewNumericDate(issuedAt.Add(time.Minute))
 
 	noExp := validClaims()
 	noExp.ExpiresAt = nil
@@ -105,6 +126,11 @@ func TestVerifyRefuses(t *testing.T) {
 		{name: "no expiry", token: signed(t, jwt.SigningMethodHS256, []byte(testSecret), noExp), now: issuedAt},
 		{name: "wrong issuer", token: signed(t, jwt.SigningMethodHS256, []byte(testSecret), wrongIssuer), now: issuedAt},
 		{name: "tampered payload", token: tamper(t, good), now: issuedAt},
+		{name: "no role (an older version's token)", token: signed(t, jwt.SigningMethodHS256, []byte(testSecret), noRole), now: issuedAt},
+		{name: "unknown role", token: signed(t, jwt.SigningMethodHS256, []byte(testSecret), badRole), now: issuedAt},
+		{name: "no orig_iat", token: signed(t, jwt.SigningMethodHS256, []byte(testSecret), noOrigIat), now: issuedAt},
+		{name: "no subject", token: signed(t, jwt.SigningMethodHS256, []byte(testSecret), noSubject), now: issuedAt},
+		{name: "issued in the future", token: signed(t, jwt.SigningMethodHS256, []byte(testSecret), future), now: issuedAt},
 		{name: "garbage", token: "not a token", now: issuedAt},
 		{name: "three garbage parts", token: "a.b.c", now: issuedAt},
 		{name: "empty", token: "", now: issuedAt},
@@ -121,7 +147,7 @@ func TestVerifyRefuses(t *testing.T) {
 
 func TestVerifyJustBeforeExpiry(t *testing.T) {
 	t.Parallel()
-	token, _, err := tokensAt(testSecret, time.Hour, issuedAt).Issue("admin")
+	token, _, err := tokensAt(testSecret, time.Hour, issuedAt).Issue("admin", RoleAdmin)
 	require.NoError(t, err)
 	_, err = tokensAt(testSecret, time.Hour, time.Date(2026, 11, 25, 10, 59, 59, 0, time.UTC)).Verify(token)
 	require.NoError(t, err)
@@ -134,6 +160,7 @@ func tamper(t *testing.T, token string) string {
 	require.Len(t, parts, 3)
 	claims := validClaims()
 	claims.Subject = "root"
+	claims.Role = RoleAdmin
 	forged := signed(t, jwt.SigningMethodHS256, []byte("whatever-key-whatever-key-whatev"), claims)
 	return parts[0] + "." + strings.Split(forged, ".")[1] + "." + parts[2]
 }
@@ -170,4 +197,107 @@ func TestLoginCheck(t *testing.T) {
 			require.ErrorIs(t, err, tt.wantErr)
 		})
 	}
+}
+
+// A key is rotated by configuring the new one first: tokens signed with the old one keep
+// working while both are configured, and stop when the old one is removed.
+func TestKeyRotation(t *testing.T) {
+	t.Parallel()
+	oldKey, newKey := strings.Repeat("o", 32), strings.Repeat("n", 32)
+	before := tokensAt(oldKey, time.Hour, issuedAt)
+	both := keysAt([]string{newKey, oldKey}, time.Hour, issuedAt)
+	after := tokensAt(newKey, time.Hour, issuedAt)
+
+	oldToken, _, err := before.Issue("admin", RoleAdmin)
+	require.NoError(t, err)
+	_, err = both.Verify(oldToken)
+	require.NoError(t, err, "an old token works while both keys are configured")
+
+	newToken, _, err := both.Issue("admin", RoleAdmin)
+	require.NoError(t, err)
+	_, err = after.Verify(newToken)
+	require.NoError(t, err, "the first key signs")
+	_, err = before.Verify(newToken)
+	require.ErrorIs(t, err, ErrUnauthorized, "the new token is not signed with the old key")
+
+	_, err = after.Verify(oldToken)
+	require.ErrorIs(t, err, ErrUnauthorized, "the old key removed, its tokens stop")
+}
+
+func TestRefresh(t *testing.T) {
+	t.Parallel()
+	login, _, err := tokensAt(testSecret, 24*time.Hour, issuedAt).Issue("ana", RoleReader)
+	require.NoError(t, err)
+	claims, err := tokensAt(testSecret, 24*time.Hour, issuedAt).Verify(login)
+	require.NoError(t, err)
+
+	// Refreshed a day later (before the token expires): a new token for the same login.
+	later := issuedAt.Add(23 * time.Hour)
+	refreshed, exp, err := tokensAt(testSecret, 24*time.Hour, later).Refresh(claims)
+	require.NoError(t, err)
+	require.Equal(t, later.Truncate(time.Second).Add(24*time.Hour), exp)
+	rc, err := tokensAt(testSecret, 24*time.Hour, later).Verify(refreshed)
+	require.NoError(t, err)
+	require.Equal(t, "ana", rc.Subject)
+	require.Equal(t, RoleReader, rc.Role)
+	require.Equal(t, claims.OrigIat.Time, rc.OrigIat.Time, "the login time carries over")
+	require.NotEqual(t, claims.ID, rc.ID)
+
+	// Near the end of the window the new token ends with the window.
+	window := issuedAt.Truncate(time.Second).Add(DefaultRefreshWindow)
+	_, exp, err = tokensAt(testSecret, 24*time.Hour, window.Add(-time.Hour)).Refresh(rc)
+	require.NoError(t, err)
+	require.Equal(t, window, exp)
+
+	// After it, no more.
+	_, _, err = tokensAt(testSecret, 24*time.Hour, window).Refresh(rc)
+	require.ErrorIs(t, err, ErrRefreshWindow)
+
+	// A TTL longer than the window is the window.
+	long := NewTokens([]string{testSecret}, 30*24*time.Hour, DefaultRefreshWindow)
+	long.now = func() time.Time { return issuedAt.Add(20 * 24 * time.Hour) }
+	_, _, err = long.Refresh(claims)
+	require.NoError(t, err)
+}
+
+func TestScopes(t *testing.T) {
+	t.Parallel()
+	scopes, err := ParseScopes("events:write, metrics:read,events:write")
+	require.NoError(t, err)
+	require.Equal(t, []Scope{ScopeWrite, ScopeRead}, scopes)
+	for _, bad := range []string{"", "events:read", "admin", "events:write,"} {
+		_, err := ParseScopes(bad)
+		require.Error(t, err, bad)
+	}
+	_, err = ParseRole("root")
+	require.Error(t, err)
+
+	reader := Principal{Subject: "ana", Scopes: RoleReader.Scopes(), Claims: Claims{Role: RoleReader}}
+	require.NoError(t, reader.Allow(ScopeRead))
+	err = reader.Allow(ScopeWrite)
+	require.ErrorIs(t, err, ErrForbidden)
+	require.ErrorContains(t, err, `the token of "ana" (role reader) may not do this: it needs the scope events:write`)
+
+	ci := Principal{Subject: "jenkins", APIKey: true, Scopes: []Scope{ScopeWrite}}
+	require.NoError(t, ci.Allow(ScopeWrite))
+	require.ErrorContains(t, ci.Allow(ScopeRead), `the API key "jenkins" (scope events:write) may not do this: it needs the scope metrics:read`)
+
+	admin := Principal{Subject: "root", Scopes: RoleAdmin.Scopes()}
+	require.NoError(t, admin.Allow(ScopeWrite))
+	require.NoError(t, admin.Allow(ScopeRead))
+}
+
+func TestPasswords(t *testing.T) {
+	t.Parallel()
+	hash, err := HashPassword("correct horse")
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(hash, "$2a$11$"), hash)
+	require.NoError(t, CheckPassword(hash, "correct horse"))
+	require.ErrorIs(t, CheckPassword(hash, "correct horsE"), ErrUnauthorized)
+	require.ErrorIs(t, CheckNoUser("correct horse"), ErrUnauthorized)
+
+	_, err = HashPassword("short")
+	require.ErrorIs(t, err, ErrBadPassword)
+	_, err = HashPassword(strings.Repeat("x", 73))
+	require.ErrorIs(t, err, ErrBadPassword, "bcrypt would ignore the bytes after 72")
 }

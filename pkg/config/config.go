@@ -71,14 +71,40 @@ type HTTP struct {
 	Addr      string `env:"DEVOPSTIC_HTTP_ADDR" envDefault:"127.0.0.1:8080"`
 	BodyLimit int    `env:"DEVOPSTIC_BODY_LIMIT" envDefault:"1048576"`
 	MaxBatch  int    `env:"DEVOPSTIC_MAX_BATCH" envDefault:"1000"`
+	// AdminAddr, when set, serves /healthz and /readyz on an address of their own (keep it
+	// off the public network); /readyz then leaves the public address.
+	AdminAddr string `env:"DEVOPSTIC_ADMIN_ADDR"`
+	// ProxyHeader names the header holding the client's address (X-Real-IP, ...), trusted
+	// only from TrustedProxies (addresses or CIDRs): the login throttle counts per client.
+	ProxyHeader    string   `env:"DEVOPSTIC_PROXY_HEADER"`
+	TrustedProxies []string `env:"DEVOPSTIC_TRUSTED_PROXIES" envSeparator:","`
 }
 
-// Auth holds the login and the token key.
+// Auth holds the token keys, the configured login and the login throttle.
 type Auth struct {
-	JWTSecret string        `env:"DEVOPSTIC_JWT_SECRET"`
-	Username  string        `env:"DEVOPSTIC_USERNAME"`
-	Password  string        `env:"DEVOPSTIC_PASSWORD"`
-	TokenTTL  time.Duration `env:"DEVOPSTIC_TOKEN_TTL" envDefault:"24h"`
+	// JWTSecret is one key or several, comma-separated: the first signs, any verifies.
+	JWTSecret string `env:"DEVOPSTIC_JWT_SECRET"`
+	// Username and Password are an admin login kept from the original API; optional now that
+	// users can live in the database (devopstic user add).
+	Username string        `env:"DEVOPSTIC_USERNAME"`
+	Password string        `env:"DEVOPSTIC_PASSWORD"`
+	TokenTTL time.Duration `env:"DEVOPSTIC_TOKEN_TTL" envDefault:"24h"`
+	// RefreshWindow is how long after a login GET /refresh_token keeps working (or the TTL
+	// when longer).
+	RefreshWindow time.Duration `env:"DEVOPSTIC_TOKEN_REFRESH_WINDOW" envDefault:"168h"`
+	// Failed logins allowed per client address and per username in LoginWindow; 0 is no limit.
+	LoginAttempts     int           `env:"DEVOPSTIC_LOGIN_ATTEMPTS" envDefault:"10"`
+	LoginUserAttempts int           `env:"DEVOPSTIC_LOGIN_USER_ATTEMPTS" envDefault:"50"`
+	LoginWindow       time.Duration `env:"DEVOPSTIC_LOGIN_WINDOW" envDefault:"15m"`
+}
+
+// JWTSecrets are the configured keys, in order.
+func (a Auth) JWTSecrets() []string {
+	var keys []string
+	for _, k := range strings.Split(a.JWTSecret, ",") {
+		keys = append(keys, strings.TrimSpace(k))
+	}
+	return keys
 }
 
 // GitHub configures POST /github/events.
@@ -251,22 +277,51 @@ func (h HTTP) validate() error {
 	if h.MaxBatch < 1 {
 		errs = append(errs, fmt.Errorf("DEVOPSTIC_MAX_BATCH must be at least 1, not %d", h.MaxBatch))
 	}
+	if _, _, err := net.SplitHostPort(h.AdminAddr); h.AdminAddr != "" && err != nil {
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_ADMIN_ADDR must be host:port such as 127.0.0.1:9090, not %q", h.AdminAddr))
+	}
+	if h.AdminAddr != "" && h.AdminAddr == h.Addr {
+		errs = append(errs, errors.New("DEVOPSTIC_ADMIN_ADDR must differ from DEVOPSTIC_HTTP_ADDR"))
+	}
+	for _, p := range h.TrustedProxies {
+		if net.ParseIP(p) == nil {
+			if _, _, err := net.ParseCIDR(p); err != nil {
+				errs = append(errs, fmt.Errorf("DEVOPSTIC_TRUSTED_PROXIES: %q is neither an address nor a CIDR range", p))
+			}
+		}
+	}
+	if (h.ProxyHeader == "") != (len(h.TrustedProxies) == 0) {
+		errs = append(errs, errors.New("DEVOPSTIC_PROXY_HEADER and DEVOPSTIC_TRUSTED_PROXIES go together: the header is believed only from those proxies"))
+	}
 	return errors.Join(errs...)
 }
 
 func (a Auth) validate() error {
 	var errs []error
-	switch {
-	case a.JWTSecret == "":
+	if a.JWTSecret == "" {
 		errs = append(errs, errors.New("DEVOPSTIC_JWT_SECRET is not set: set it to a random string of at least 32 bytes (for example: openssl rand -base64 48)"))
-	case len(a.JWTSecret) < MinJWTSecret:
-		errs = append(errs, fmt.Errorf("DEVOPSTIC_JWT_SECRET is %d bytes long: it must be at least %d", len(a.JWTSecret), MinJWTSecret))
+	} else {
+		for i, k := range a.JWTSecrets() {
+			if len(k) < MinJWTSecret {
+				errs = append(errs, fmt.Errorf("DEVOPSTIC_JWT_SECRET: key %d of %d is %d bytes long: each must be at least %d (several keys are comma-separated)",
+					i+1, len(a.JWTSecrets()), len(k), MinJWTSecret))
+			}
+		}
 	}
-	if a.Username == "" || a.Password == "" {
-		errs = append(errs, errors.New("DEVOPSTIC_USERNAME and DEVOPSTIC_PASSWORD must both be set: they are the login for POST /tokens"))
+	if (a.Username == "") != (a.Password == "") {
+		errs = append(errs, errors.New("DEVOPSTIC_USERNAME and DEVOPSTIC_PASSWORD must be set together (an admin login for POST /tokens) or not at all (only the database's users log in: devopstic user add)"))
 	}
 	if a.TokenTTL < time.Minute {
 		errs = append(errs, fmt.Errorf("DEVOPSTIC_TOKEN_TTL must be at least 1m, not %s", a.TokenTTL))
+	}
+	if a.RefreshWindow < 0 {
+		errs = append(errs, errors.New("DEVOPSTIC_TOKEN_REFRESH_WINDOW must not be negative"))
+	}
+	if a.LoginAttempts < 0 || a.LoginUserAttempts < 0 {
+		errs = append(errs, errors.New("DEVOPSTIC_LOGIN_ATTEMPTS and DEVOPSTIC_LOGIN_USER_ATTEMPTS must not be negative (0 turns a limit off)"))
+	}
+	if a.LoginWindow < time.Second {
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_LOGIN_WINDOW must be at least 1s, not %s", a.LoginWindow))
 	}
 	return errors.Join(errs...)
 }

@@ -38,6 +38,11 @@ func TestParseDefaults(t *testing.T) {
 	require.Empty(t, c.Database.URL)
 	require.Equal(t, 24*time.Hour, c.Auth.TokenTTL)
 	require.Empty(t, c.Auth.JWTSecret)
+	require.Equal(t, 7*24*time.Hour, c.Auth.RefreshWindow)
+	require.Equal(t, 10, c.Auth.LoginAttempts)
+	require.Equal(t, 50, c.Auth.LoginUserAttempts)
+	require.Equal(t, 15*time.Minute, c.Auth.LoginWindow)
+	require.Empty(t, c.HTTP.AdminAddr)
 	require.Equal(t, 500, c.Writer.BatchSize)
 	require.Equal(t, 8760*time.Hour, c.NATS.StreamMaxAge)
 	require.Equal(t, 24*time.Hour, c.NATS.DuplicateWindow)
@@ -191,10 +196,43 @@ func TestIngestValidate(t *testing.T) {
 			wantVars: []string{"DEVOPSTIC_PASSWORD"},
 		},
 		{
+			name:  "no configured login: only database users log in",
+			unset: []string{"DEVOPSTIC_USERNAME", "DEVOPSTIC_PASSWORD"},
+		},
+		{
 			name:     "everything missing, reported together",
-			unset:    []string{"DEVOPSTIC_JWT_SECRET", "DEVOPSTIC_USERNAME", "DEVOPSTIC_PASSWORD"},
+			unset:    []string{"DEVOPSTIC_JWT_SECRET", "DEVOPSTIC_PASSWORD"},
 			set:      map[string]string{"DEVOPSTIC_MAX_BATCH": "0", "DEVOPSTIC_TOKEN_TTL": "30s"},
 			wantVars: []string{"DEVOPSTIC_JWT_SECRET", "DEVOPSTIC_USERNAME", "DEVOPSTIC_MAX_BATCH", "DEVOPSTIC_TOKEN_TTL"},
+		},
+		{
+			name: "two JWT keys, for a rotation",
+			set:  map[string]string{"DEVOPSTIC_JWT_SECRET": secret + "," + strings.Repeat("n", 32)},
+		},
+		{
+			name:     "a short key among several",
+			set:      map[string]string{"DEVOPSTIC_JWT_SECRET": secret + ", short"},
+			wantVars: []string{"DEVOPSTIC_JWT_SECRET", "key 2 of 2 is 5 bytes"},
+		},
+		{
+			name:     "an empty key among several",
+			set:      map[string]string{"DEVOPSTIC_JWT_SECRET": secret + ","},
+			wantVars: []string{"DEVOPSTIC_JWT_SECRET", "key 2 of 2 is 0 bytes"},
+		},
+		{
+			name:     "bad login throttle",
+			set:      map[string]string{"DEVOPSTIC_LOGIN_ATTEMPTS": "-1", "DEVOPSTIC_LOGIN_WINDOW": "0s"},
+			wantVars: []string{"DEVOPSTIC_LOGIN_ATTEMPTS", "DEVOPSTIC_LOGIN_WINDOW"},
+		},
+		{
+			name: "admin address and a trusted proxy",
+			set: map[string]string{"DEVOPSTIC_ADMIN_ADDR": "127.0.0.1:9090", "DEVOPSTIC_PROXY_HEADER": "X-Real-IP",
+				"DEVOPSTIC_TRUSTED_PROXIES": "10.0.0.0/8,192.168.1.1"},
+		},
+		{
+			name:     "bad admin address and proxies",
+			set:      map[string]string{"DEVOPSTIC_ADMIN_ADDR": "9090", "DEVOPSTIC_TRUSTED_PROXIES": "10.0.0.0/33"},
+			wantVars: []string{"DEVOPSTIC_ADMIN_ADDR", "DEVOPSTIC_TRUSTED_PROXIES", "DEVOPSTIC_PROXY_HEADER"},
 		},
 		{
 			name:     "bad HTTP address",
@@ -339,4 +377,11 @@ func TestWebhookSources(t *testing.T) {
 	err := bad.Validate()
 	require.ErrorContains(t, err, "DEVOPSTIC_ALERTMANAGER_INCIDENT_LABEL")
 	require.ErrorContains(t, err, "name=value")
+}
+
+func TestJWTSecrets(t *testing.T) {
+	t.Parallel()
+	a := config.Auth{JWTSecret: "first-key , second-key"}
+	require.Equal(t, []string{"first-key", "second-key"}, a.JWTSecrets())
+	require.Equal(t, []string{"one"}, config.Auth{JWTSecret: "one"}.JWTSecrets())
 }

@@ -52,12 +52,16 @@ func EnsureStream(ctx context.Context, nc *nats.Conn, cfg config.NATS, log *slog
 	return js, err
 }
 
-// Ingest builds the HTTP API over nc and st.
+// Ingest builds the HTTP API over nc and st. It also starts what lives as long as the app
+// does, until the app shuts down: the watch of the auth bucket (API keys and revocations, so
+// that verifying them needs no Postgres) and, when DEVOPSTIC_ADMIN_ADDR is set, the admin
+// address's listener.
 func Ingest(cfg config.Ingest, nc *nats.Conn, js jetstream.JetStream, st *store.Store, log *slog.Logger) (*fiber.App, error) {
 	pub, err := stream.NewPublisher(nc, cfg.NATS.PublishTimeout)
 	if err != nil {
 		return nil, err
 	}
+	keyring := auth.NewKeyring()
 	ready := func(ctx context.Context) error {
 		if !nc.IsConnected() {
 			return fmt.Errorf("not connected to NATS (%s)", nc.Status())
@@ -65,9 +69,27 @@ func Ingest(cfg config.Ingest, nc *nats.Conn, js jetstream.JetStream, st *store.
 		if _, err := js.Stream(ctx, stream.StreamName); err != nil {
 			return fmt.Errorf("stream %s: %w", stream.StreamName, err)
 		}
+		if !keyring.Loaded() {
+			return fmt.Errorf("API keys not loaded yet from the key-value bucket %s", stream.AuthBucket)
+		}
 		return nil
 	}
-	return api.New(
+	deps := api.Deps{
+		Publisher: pub,
+		Store:     st,
+		Tokens:    auth.NewTokens(cfg.Auth.JWTSecrets(), cfg.Auth.TokenTTL, cfg.Auth.RefreshWindow),
+		Login:     auth.Login{Username: cfg.Auth.Username, Password: cfg.Auth.Password},
+		Keyring:   keyring,
+		Ready:     ready,
+		Log:       log,
+	}
+	var adminLn net.Listener
+	if cfg.HTTP.AdminAddr != "" {
+		if adminLn, err = net.Listen("tcp", cfg.HTTP.AdminAddr); err != nil {
+			return nil, fmt.Errorf("listen on DEVOPSTIC_ADMIN_ADDR: %w", err)
+		}
+	}
+	app := api.New(
 		api.Config{
 			BodyLimit:     cfg.HTTP.BodyLimit,
 			MaxBatch:      cfg.HTTP.MaxBatch,
@@ -82,15 +104,64 @@ func Ingest(cfg config.Ingest, nc *nats.Conn, js jetstream.JetStream, st *store.
 			PagerDutySecrets:   cfg.PagerDuty.Secrets,
 			AlertmanagerTokens: cfg.Alertmanager.Tokens,
 			Alertmanager:       alertmanager.Options{Selector: cfg.Alertmanager.IncidentLabel},
+			LoginLimits: auth.LimiterConfig{
+				PerClient: cfg.Auth.LoginAttempts,
+				PerUser:   cfg.Auth.LoginUserAttempts,
+				Window:    cfg.Auth.LoginWindow,
+			},
+			SeparateAdmin:  adminLn != nil,
+			ProxyHeader:    cfg.HTTP.ProxyHeader,
+			TrustedProxies: cfg.HTTP.TrustedProxies,
 		},
-		api.Deps{
-			Publisher: pub,
-			Store:     st,
-			Tokens:    auth.NewTokens(cfg.Auth.JWTSecret, cfg.Auth.TokenTTL),
-			Login:     auth.Login{Username: cfg.Auth.Username, Password: cfg.Auth.Password},
-			Ready:     ready,
-			Log:       log,
-		}), nil
+		deps)
+
+	ctx, stop := context.WithCancel(context.Background())
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		watchAuthBucket(ctx, js, cfg.NATS.StreamReplicas, keyring, log)
+	}()
+	var admin *fiber.App
+	if adminLn != nil {
+		admin = api.NewAdmin(deps)
+		go func() {
+			if err := admin.Listener(adminLn); err != nil {
+				log.Error("admin address stopped", "addr", cfg.HTTP.AdminAddr, "error", err)
+			}
+		}()
+		log.Info("admin endpoints serving", "addr", adminLn.Addr().String())
+	}
+	app.Hooks().OnShutdown(func() error {
+		stop()
+		<-watched
+		if admin != nil {
+			return admin.ShutdownWithTimeout(shutdownGrace)
+		}
+		return nil
+	})
+	return app, nil
+}
+
+// watchAuthBucket keeps keyring equal to the auth bucket until ctx is done, creating the
+// bucket when it is missing and watching again whenever a watch ends (NATS restarted).
+func watchAuthBucket(ctx context.Context, js jetstream.JetStream, replicas int, keyring *auth.Keyring, log *slog.Logger) {
+	for attempt := 1; ctx.Err() == nil; attempt++ {
+		var kv jetstream.KeyValue
+		err := Retry(ctx, log, "NATS key-value bucket "+stream.AuthBucket, func(ctx context.Context) (err error) {
+			kv, err = stream.EnsureAuthBucket(ctx, js, replicas)
+			return err
+		})
+		if err != nil {
+			return // ctx is done
+		}
+		if err := keyring.Watch(ctx, kv, log); err != nil && (attempt == 1 || attempt%30 == 0) {
+			log.Warn("watching the auth bucket again", "attempt", attempt, "error", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // Serve serves app on ln until ctx is done, then lets in-flight requests finish.

@@ -1,0 +1,62 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// PasswordCost is bcrypt's cost for new passwords: about 60 ms a check on one core of a small
+// server. A hash keeps its own cost, so raising this applies to passwords set afterwards.
+const PasswordCost = 11
+
+// Password length limits: bcrypt reads only the first 72 bytes, so longer is refused rather
+// than silently truncated.
+const (
+	MinPassword = 8
+	MaxPassword = 72
+)
+
+// ErrBadPassword is a new password that does not meet the limits.
+var ErrBadPassword = errors.New("unacceptable password")
+
+// HashPassword returns the bcrypt hash of a new password.
+func HashPassword(password string) (string, error) {
+	switch {
+	case utf8.RuneCountInString(password) < MinPassword:
+		return "", fmt.Errorf("%w: at least %d characters", ErrBadPassword, MinPassword)
+	case len(password) > MaxPassword:
+		return "", fmt.Errorf("%w: at most %d bytes", ErrBadPassword, MaxPassword)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), PasswordCost)
+	if err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	return string(hash), nil
+}
+
+// CheckPassword is nil when password matches hash.
+func CheckPassword(hash, password string) error {
+	if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)); err != nil {
+		return fmt.Errorf("%w: wrong username or password", ErrUnauthorized)
+	}
+	return nil
+}
+
+var dummy struct {
+	once sync.Once
+	hash []byte
+}
+
+// CheckNoUser spends the time a password check takes, for a username that does not exist, so
+// that timing does not tell which usernames do. It always fails.
+func CheckNoUser(password string) error {
+	dummy.once.Do(func() {
+		dummy.hash, _ = bcrypt.GenerateFromPassword([]byte("no such user"), PasswordCost)
+	})
+	_ = bcrypt.CompareHashAndPassword(dummy.hash, []byte(password))
+	return fmt.Errorf("%w: wrong username or password", ErrUnauthorized)
+}
