@@ -6,7 +6,8 @@
 //	                    directory, a generated JWT key and admin/admin unless told otherwise
 //	devopstic migrate   bring the database schema up to date and exit
 //
-// and the operating commands status, replay, rebuild and dead-letters (admin.go).
+// and the operating commands status, replay, rebuild and dead-letters (admin.go), and the
+// access commands user and apikey (access.go).
 package main
 
 import (
@@ -84,11 +85,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return nil
 	case "status", "replay", "rebuild", "dead-letters":
 		return admin(ctx, cfg, args, stdout, os.Stderr, log)
+	case "user", "apikey":
+		return access(ctx, cfg, args, os.Stdin, stdout, os.Stderr)
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage+adminUsage)
+		fmt.Fprint(stdout, usage+adminUsage+accessUsage)
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q\n\n%s", args[0], usage+adminUsage)
+		return fmt.Errorf("unknown command %q\n\n%s", args[0], usage+adminUsage+accessUsage)
 	}
 }
 

@@ -48,6 +48,13 @@ func withEnv(k, v string) stackOption { return func(env map[string]string) { env
 // startStack runs serve with its own database (dbURL, or a fresh one when "") and NATS server.
 func startStack(t testing.TB, dbURL string, opts ...stackOption) *stack {
 	t.Helper()
+	return startStackLogging(t, dbURL, nil, opts...)
+}
+
+// startStackLogging is startStack with the service's logs, from debug level up, written to logs
+// instead of the test's log (when logs is not nil).
+func startStackLogging(t testing.TB, dbURL string, logs io.Writer, opts ...stackOption) *stack {
+	t.Helper()
 	if dbURL == "" {
 		dbURL = testenv.Postgres(t)
 	}
@@ -74,6 +81,9 @@ func startStack(t testing.TB, dbURL string, opts ...stackOption) *stack {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if logs != nil {
+		log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	go func() { done <- serve(ctx, cfg, ln, log) }()
 
 	s := &stack{t: t, base: "http://" + ln.Addr().String(), nats: n, cfg: cfg}
@@ -93,9 +103,17 @@ func startStack(t testing.TB, dbURL string, opts ...stackOption) *stack {
 	}
 	t.Cleanup(s.stop)
 
+	readyz := s.base + "/readyz"
+	if addr := env["DEVOPSTIC_ADMIN_ADDR"]; addr != "" {
+		readyz = "http://" + addr + "/readyz" // it left the public address
+	}
 	require.Eventually(t, func() bool {
-		status, _ := s.do("GET", "/readyz", "", nil)
-		return status == http.StatusOK
+		resp, err := http.Get(readyz)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
 	}, 20*time.Second, 20*time.Millisecond, "service never became ready")
 
 	status, body := s.do("POST", "/tokens", "application/json", []byte(`{"username":"ci","password":"hunter2-hunter2"}`))
