@@ -43,11 +43,13 @@ func (s *server) postTokens(c *fiber.Ctx) error {
 		return fail(c, err)
 	}
 	role, err := s.login(c.UserContext(), login.Username, login.Password)
-	if errors.Is(err, auth.ErrUnauthorized) {
-		s.limiter.Failed(c.IP(), login.Username)
-		return fail(c, errBadLogin)
-	}
 	if err != nil {
+		// Every failure counts, not only a wrong password: while Postgres is down a wrong
+		// guess of the configured password answers 503, and must not be a free guess.
+		s.limiter.Failed(c.IP(), login.Username)
+		if errors.Is(err, auth.ErrUnauthorized) {
+			return fail(c, errBadLogin)
+		}
 		return fail(c, err)
 	}
 	s.limiter.Succeeded(login.Username)

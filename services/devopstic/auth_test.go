@@ -379,6 +379,14 @@ func TestAPIKeyWhilePostgresIsDown(t *testing.T) {
 	require.Equal(t, http.StatusOK, status, "the configured login needs no database")
 	status, _, _ = httpCall(t, http.DefaultClient, s.base, "POST", "/tokens", "", []byte(`{"username":"dana","password":"database-password"}`))
 	require.Equal(t, http.StatusServiceUnavailable, status, "a database user's login needs the database")
+	// Wrong guesses answer 503 while Postgres is down (they may be a database user's), and
+	// still count: the 11th from an address is a 429, not a free guess.
+	for i := range 10 {
+		status, _, body := tryLogin(t, s, "127.0.0.7", "ci", fmt.Sprintf("guess-%d", i))
+		require.Equal(t, http.StatusServiceUnavailable, status, "%s", body)
+	}
+	status, _, _ = tryLogin(t, s, "127.0.0.7", "ci", "guess-10")
+	require.Equal(t, http.StatusTooManyRequests, status)
 
 	// A second ingest, started while Postgres is down, knows the key from the bucket.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
