@@ -2,6 +2,7 @@ package event_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -24,4 +25,19 @@ func TestCheckJSONText(t *testing.T) {
 	require.NoError(t, event.CheckText("acme/api é"))
 	require.ErrorIs(t, event.CheckText("a\x00b"), event.ErrText)
 	require.ErrorIs(t, event.CheckText("a\xffb"), event.ErrText)
+}
+
+// A native event holding text Postgres cannot keep is refused at the edge, not dead-lettered
+// after a 202.
+func TestDecodeRefusesUnstorableText(t *testing.T) {
+	t.Parallel()
+	for name, raw := range map[string]string{
+		"NUL escape":     `{"type":"commit","pipeline_id":"api\u0000","commit_id":"a","timestamp":1}`,
+		"lone surrogate": `{"type":"commit","pipeline_id":"api","commit_id":"a","timestamp":1,"note":"\ud800"}`,
+		"invalid UTF-8":  "{\"type\":\"commit\",\"pipeline_id\":\"api\xff\",\"commit_id\":\"a\",\"timestamp\":1}",
+	} {
+		_, err := event.Decode([]byte(raw), time.Now())
+		require.ErrorIs(t, err, event.ErrInvalid, name)
+		require.Contains(t, err.Error(), "text Postgres cannot store", name)
+	}
 }
