@@ -171,8 +171,8 @@ func Parse(body []byte, opts Options) (Delivery, error) {
 	if err != nil {
 		return Delivery{}, fmt.Errorf("%w: selector: %w", ErrInvalid, err)
 	}
-	if err := checkText(body, opts.PipelineID, opts.Environment); err != nil {
-		return Delivery{}, err
+	if err := event.CheckDelivery(body, opts.PipelineID, opts.Environment); err != nil {
+		return Delivery{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	var p payload
 	if err := json.Unmarshal(body, &p); err != nil {
@@ -303,21 +303,6 @@ func Fingerprint(labels map[string]string) string {
 		h.Write([]byte{0xff})
 	}
 	return fmt.Sprintf("%016x", h.Sum64())
-}
-
-// checkText refuses what Postgres could not store (see event.ErrText): it would be accepted
-// and then dead-lettered.
-func checkText(body []byte, pipelineID, environment string) error {
-	if err := event.CheckJSONText(body); err != nil {
-		return fmt.Errorf("%w: body: %w", ErrInvalid, err)
-	}
-	if err := event.CheckText(pipelineID); err != nil {
-		return fmt.Errorf("%w: pipeline_id: %w", ErrInvalid, err)
-	}
-	if err := event.CheckText(environment); err != nil {
-		return fmt.Errorf("%w: environment: %w", ErrInvalid, err)
-	}
-	return nil
 }
 
 func firstOf(values ...string) string {

@@ -74,3 +74,18 @@ func hex4(doc []byte, at int) (rune, bool) {
 	v, err := strconv.ParseUint(string(doc[at:at+4]), 16, 16)
 	return rune(v), err == nil
 }
+
+// CheckDelivery refuses a webhook delivery holding text Postgres could not store, in its body or
+// in the pipeline or environment its URL names: it would be accepted, then dead-lettered.
+func CheckDelivery(body []byte, pipelineID, environment string) error {
+	if err := CheckJSONText(body); err != nil {
+		return fmt.Errorf("body: %w", err)
+	}
+	if err := CheckText(pipelineID); err != nil {
+		return fmt.Errorf("pipeline_id: %w", err)
+	}
+	if err := CheckText(environment); err != nil {
+		return fmt.Errorf("environment: %w", err)
+	}
+	return nil
+}

@@ -109,8 +109,8 @@ type Delivery struct {
 // Event has Source, Kind, PipelineID, Environment and OccurredAt filled; the caller adds the
 // id, receive time and stream sequence.
 func Parse(eventName string, body []byte, opts Options) (Delivery, error) {
-	if err := checkText(body, opts.PipelineID, opts.Environment); err != nil {
-		return Delivery{}, err
+	if err := event.CheckDelivery(body, opts.PipelineID, opts.Environment); err != nil {
+		return Delivery{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	var p payload
 	if err := json.Unmarshal(body, &p); err != nil {
@@ -569,21 +569,6 @@ func (m *mapper) issue() error {
 	m.set.Event.CommitID = inc.CauseCommitID
 	m.set.Event.DeploymentID = inc.CauseDeploymentID
 	m.set.Incidents = []fact.Incident{inc}
-	return nil
-}
-
-// checkText refuses what Postgres could not store (see event.ErrText): it would be accepted
-// and then dead-lettered.
-func checkText(body []byte, pipelineID, environment string) error {
-	if err := event.CheckJSONText(body); err != nil {
-		return fmt.Errorf("%w: body: %w", ErrInvalid, err)
-	}
-	if err := event.CheckText(pipelineID); err != nil {
-		return fmt.Errorf("%w: pipeline_id: %w", ErrInvalid, err)
-	}
-	if err := event.CheckText(environment); err != nil {
-		return fmt.Errorf("%w: environment: %w", ErrInvalid, err)
-	}
 	return nil
 }
 
