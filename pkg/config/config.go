@@ -122,6 +122,10 @@ type GitLab struct {
 	// GitLab is off.
 	Secrets       []string `env:"DEVOPSTIC_GITLAB_WEBHOOK_SECRET" envSeparator:","`
 	IncidentLabel string   `env:"DEVOPSTIC_GITLAB_INCIDENT_LABEL" envDefault:"incident"`
+	// DeployPipelines names the pipelines (by name, else ref) and jobs whose finished runs are
+	// deployments; none: Pipeline and Job hooks are ignored.
+	DeployPipelines   []string `env:"DEVOPSTIC_GITLAB_DEPLOY_PIPELINES" envSeparator:","`
+	DeployEnvironment string   `env:"DEVOPSTIC_GITLAB_DEPLOY_ENVIRONMENT" envDefault:"production"`
 }
 
 // PagerDuty configures POST /pagerduty/incidents.

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -75,6 +76,12 @@ type Options struct {
 	PipelineID, Environment string
 	// IncidentLabel marks the issues that are incidents (DEVOPSTIC_GITLAB_INCIDENT_LABEL).
 	IncidentLabel string
+	// DeployPipelines names the pipelines (by name, else ref) and jobs (by name) whose finished
+	// runs are deployments (DEVOPSTIC_GITLAB_DEPLOY_PIPELINES). None: Pipeline and Job hooks
+	// are ignored.
+	DeployPipelines []string
+	// DeployEnvironment is where they deploy (DEVOPSTIC_GITLAB_DEPLOY_ENVIRONMENT).
+	DeployEnvironment string
 }
 
 // Delivery is a mapped delivery: its facts, and what could not be read but did not stop it.
@@ -84,7 +91,8 @@ type Delivery struct {
 }
 
 // Kind is the stream subject's last token for an X-Gitlab-Event value: "Push Hook" is "push".
-// It is "" for the hooks DevOpstic does not use.
+// It is "" for the hooks DevOpstic does not use. Pipeline and job hooks have kinds, yet count
+// only when Options.DeployPipelines names them.
 func Kind(eventName string) string {
 	switch eventName {
 	case "Push Hook":
@@ -95,6 +103,10 @@ func Kind(eventName string) string {
 		return "deployment"
 	case "Issue Hook", "Confidential Issue Hook":
 		return "issue"
+	case "Pipeline Hook":
+		return "pipeline"
+	case "Job Hook":
+		return "job"
 	}
 	return ""
 }
@@ -124,6 +136,9 @@ func Parse(eventName string, body []byte, opts Options) (Delivery, error) {
 		// Before decoding: the hooks DevOpstic does not use have other shapes.
 		return Delivery{}, fmt.Errorf("%w: DevOpstic does not use %s events", ErrIgnored, eventName)
 	}
+	if (kind == "pipeline" || kind == "job") && len(opts.DeployPipelines) == 0 {
+		return Delivery{}, fmt.Errorf("%w: %s events count only for the names in DEVOPSTIC_GITLAB_DEPLOY_PIPELINES, and none is set", ErrIgnored, eventName)
+	}
 	if err := event.CheckDelivery(body, opts.PipelineID, opts.Environment); err != nil {
 		return Delivery{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
@@ -142,6 +157,10 @@ func Parse(eventName string, body []byte, opts Options) (Delivery, error) {
 		err = m.deployment()
 	case "issue":
 		err = m.issue()
+	case "pipeline":
+		err = m.pipelineRun()
+	case "job":
+		err = m.job()
 	}
 	if err != nil {
 		return Delivery{}, err
@@ -173,6 +192,7 @@ type payload struct {
 		Name              string `json:"name"`
 	} `json:"project"`
 	ObjectAttributes *struct {
+		ID              json.Number `json:"id"`
 		IID             json.Number `json:"iid"`
 		Action          string      `json:"action"`
 		State           string      `json:"state"`
@@ -186,16 +206,49 @@ type payload struct {
 		Type            string      `json:"type"`
 		Description     string      `json:"description"`
 		Labels          []label     `json:"labels"`
+		// Pipeline Hook
+		Name       string `json:"name"`
+		Ref        string `json:"ref"`
+		SHA        string `json:"sha"`
+		Status     string `json:"status"`
+		FinishedAt string `json:"finished_at"`
 	} `json:"object_attributes"`
 	Labels []label `json:"labels"`
 
 	// Deployment Hook
-	Status          string      `json:"status"`
-	StatusChangedAt string      `json:"status_changed_at"`
-	DeploymentID    json.Number `json:"deployment_id"`
-	Environment     string      `json:"environment"`
-	ShortSHA        string      `json:"short_sha"`
-	CommitURL       string      `json:"commit_url"`
+	Status          string          `json:"status"`
+	StatusChangedAt string          `json:"status_changed_at"`
+	DeploymentID    json.Number     `json:"deployment_id"`
+	Environment     environmentName `json:"environment"`
+	ShortSHA        string          `json:"short_sha"`
+	CommitURL       string          `json:"commit_url"`
+
+	// Job Hook
+	BuildID         json.Number `json:"build_id"`
+	BuildName       string      `json:"build_name"`
+	BuildStatus     string      `json:"build_status"`
+	BuildFinishedAt string      `json:"build_finished_at"`
+	SHA             string      `json:"sha"`
+}
+
+// environmentName is the Deployment Hook's environment, a string, or the Job Hook's, an object
+// with a name.
+type environmentName string
+
+func (e *environmentName) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*e = environmentName(s)
+		return nil
+	}
+	var o struct {
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal(b, &o); err != nil {
+		return fmt.Errorf("environment is neither a string nor an object with a name: %w", err)
+	}
+	*e = environmentName(o.Name)
+	return nil
 }
 
 type mapper struct {
@@ -420,9 +473,13 @@ func (m *mapper) deployment() error {
 	if err != nil {
 		return err
 	}
-	env := m.environment(p.Environment)
 	id := p.DeploymentID.String()
-	key := id
+	m.deploy(m.environment(string(p.Environment)), id, id, status, at, sha)
+	return nil
+}
+
+// deploy records a deployment of sha; an empty key falls back to the commit and time.
+func (m *mapper) deploy(env, key, id, status string, at time.Time, sha string) {
 	if key == "" {
 		key = "sha:" + sha + "@" + at.Format(time.RFC3339Nano)
 	}
@@ -434,6 +491,66 @@ func (m *mapper) deployment() error {
 		Status: status, DeployedAt: at, CommitID: sha, Commits: []string{sha},
 	}}
 	m.set.Changes = []fact.Change{{PipelineID: pipeline, CommitID: sha}}
+}
+
+// run is a finished pipeline or job, as its hook describes it.
+type run struct {
+	kind, name, status, sha, finishedAt, id string
+	// field prefixes the payload's field names in errors: "object_attributes." or "build_".
+	field, shaField string
+}
+
+func (m *mapper) pipelineRun() error {
+	oa := m.p.ObjectAttributes
+	if oa == nil {
+		return fmt.Errorf("%w: object_attributes is missing", ErrInvalid)
+	}
+	// Pipelines have a name only when .gitlab-ci.yml gives one (workflow:name); else the ref.
+	return m.ciDeployment(run{kind: "pipeline", name: firstOf(oa.Name, oa.Ref), status: oa.Status, sha: oa.SHA,
+		finishedAt: oa.FinishedAt, id: oa.ID.String(), field: "object_attributes.", shaField: "object_attributes.sha"})
+}
+
+func (m *mapper) job() error {
+	p := m.p
+	return m.ciDeployment(run{kind: "job", name: p.BuildName, status: p.BuildStatus, sha: p.SHA,
+		finishedAt: p.BuildFinishedAt, id: p.BuildID.String(), field: "build_", shaField: "sha"})
+}
+
+// ciDeployment maps a finished pipeline or job that DeployPipelines names to a deployment to
+// DeployEnvironment, as GitHub's workflow runs are.
+func (m *mapper) ciDeployment(r run) error {
+	if !slices.ContainsFunc(m.opts.DeployPipelines, func(d string) bool {
+		d = strings.TrimSpace(d)
+		return d != "" && strings.EqualFold(d, r.name)
+	}) {
+		return fmt.Errorf("%w: %s %q is not in DEVOPSTIC_GITLAB_DEPLOY_PIPELINES", ErrIgnored, r.kind, r.name)
+	}
+	var status string
+	switch strings.ToLower(r.status) {
+	case "success":
+		status = fact.StatusSuccess
+	case "failed":
+		status = fact.StatusFailure
+	case "":
+		return fmt.Errorf("%w: %sstatus is missing", ErrInvalid, r.field)
+	default:
+		return fmt.Errorf("%w: %s status %q is neither success nor failed", ErrIgnored, r.kind, r.status)
+	}
+	if r.sha == "" {
+		return fmt.Errorf("%w: %s is missing", ErrInvalid, r.shaField)
+	}
+	if err := m.requirePipeline(); err != nil {
+		return err
+	}
+	at, err := when(r.field+"finished_at", r.finishedAt)
+	if err != nil {
+		return err
+	}
+	key := ""
+	if r.id != "" {
+		key = r.kind + ":" + r.id
+	}
+	m.deploy(m.environment(m.opts.DeployEnvironment), key, r.id, status, at, r.sha)
 	return nil
 }
 

@@ -146,9 +146,25 @@ func TestParseFixtures(t *testing.T) {
 		{file: "pipeline_hook.json", wantErr: gitlab.ErrIgnored},
 		{file: "job_hook.json", wantErr: gitlab.ErrIgnored},
 		{file: "job_hook.created.json", wantErr: gitlab.ErrIgnored},
+		// The fixture's pipeline has no name: its ref, master, names it.
+		{file: "pipeline_hook.json", opts: gitlab.Options{DeployPipelines: []string{"release", "MASTER"}}, check: func(t *testing.T, s fact.Set, _ []string) {
+			require.Equal(t, []fact.Deployment{{Source: "gitlab", PipelineID: "gitlab-org/gitlab-test", Environment: "production",
+				Key: "pipeline:31", DeploymentID: "31", Status: "success", DeployedAt: at(t, "2016-08-12T15:26:29Z"),
+				CommitID: "bcbb5ec396a2c0f828686f14fac9b80b780504f2", Commits: []string{"bcbb5ec396a2c0f828686f14fac9b80b780504f2"}}}, s.Deployments)
+			require.Equal(t, at(t, "2016-08-12T15:26:29Z"), s.Event.OccurredAt, "finished_at, not created_at")
+		}},
+		{file: "pipeline_hook.json", opts: gitlab.Options{DeployPipelines: []string{"deploy"}}, wantErr: gitlab.ErrIgnored},
+		// The fixture's job has no project: ?pipeline_id= names the pipeline.
+		{file: "job_hook.json", opts: gitlab.Options{DeployPipelines: []string{"Auto_Deploy:Start"}, DeployEnvironment: "gprd", PipelineID: "release-tools"}, check: func(t *testing.T, s fact.Set, _ []string) {
+			require.Equal(t, []fact.Deployment{{Source: "gitlab", PipelineID: "release-tools", Environment: "gprd",
+				Key: "job:3580121225", DeploymentID: "3580121225", Status: "success", DeployedAt: at(t, "2023-01-10T13:50:54Z"),
+				CommitID: "95d49d1efbd941908580e79d65e4b5ecaf4a8305", Commits: []string{"95d49d1efbd941908580e79d65e4b5ecaf4a8305"}}}, s.Deployments)
+		}},
+		{file: "job_hook.json", opts: gitlab.Options{DeployPipelines: []string{"auto_deploy:start"}}, wantErr: gitlab.ErrInvalid},
+		{file: "job_hook.created.json", opts: gitlab.Options{DeployPipelines: []string{"test"}, PipelineID: "api"}, wantErr: gitlab.ErrIgnored},
 		{file: "release_hook.json", wantErr: gitlab.ErrIgnored},
 	} {
-		t.Run(tc.file+"/"+tc.opts.IncidentLabel, func(t *testing.T) {
+		t.Run(tc.file+"/"+tc.opts.IncidentLabel+strings.Join(tc.opts.DeployPipelines, ","), func(t *testing.T) {
 			d, err := gitlab.Parse(eventHeader(tc.file), fixture(t, tc.file), tc.opts)
 			if tc.wantErr != nil {
 				require.ErrorIs(t, err, tc.wantErr)
@@ -195,6 +211,34 @@ func TestParseMappings(t *testing.T) {
 		require.ErrorIs(t, err, gitlab.ErrIgnored, status)
 	}
 
+	// A named pipeline is matched by its name, not its ref; a failed one is a failed deployment,
+	// and the URL's environment overrides DEVOPSTIC_GITLAB_DEPLOY_ENVIRONMENT.
+	deploy := gitlab.Options{DeployPipelines: []string{"Deploy"}, DeployEnvironment: "staging"}
+	pipeline := func(name, status string) []byte {
+		return []byte(`{"object_kind":"pipeline","object_attributes":{"id":77,"name":"` + name + `","ref":"main","sha":"abc1234",
+			"status":"` + status + `","finished_at":"2026-11-25 12:00:00 +0200"},` + project + `}`)
+	}
+	d, err = gitlab.Parse("Pipeline Hook", pipeline("deploy", "failed"), deploy)
+	require.NoError(t, err)
+	require.Equal(t, "pipeline", d.Set.Event.Kind)
+	dep := d.Set.Deployments[0]
+	require.Equal(t, "failure", dep.Status)
+	require.Equal(t, "staging", dep.Environment)
+	require.Equal(t, "pipeline:77", dep.Key)
+	require.Equal(t, "acme/api", dep.PipelineID)
+	require.Equal(t, at(t, "2026-11-25T10:00:00Z"), dep.DeployedAt)
+	d, err = gitlab.Parse("Pipeline Hook", pipeline("deploy", "success"), gitlab.Options{DeployPipelines: []string{"deploy"}, Environment: "eu"})
+	require.NoError(t, err)
+	require.Equal(t, "eu", d.Set.Deployments[0].Environment)
+	_, err = gitlab.Parse("Pipeline Hook", pipeline("nightly", "success"), gitlab.Options{DeployPipelines: []string{"main"}})
+	require.ErrorIs(t, err, gitlab.ErrIgnored, "a named pipeline is not matched by its ref")
+	for _, status := range []string{"running", "canceled", "skipped", "manual"} {
+		_, err = gitlab.Parse("Pipeline Hook", pipeline("deploy", status), deploy)
+		require.ErrorIs(t, err, gitlab.ErrIgnored, status)
+	}
+	_, err = gitlab.Parse("Pipeline Hook", pipeline("deploy", "success"), gitlab.Options{})
+	require.ErrorIs(t, err, gitlab.ErrIgnored, "no DEVOPSTIC_GITLAB_DEPLOY_PIPELINES")
+
 	// GitLab's incident issue type, with no label; the cause named in the description.
 	d, err = gitlab.Parse("Confidential Issue Hook", []byte(`{"object_attributes":{"iid":9,"issue_type":"incident","state":"closed",
 		"created_at":"2026-11-25T10:00:00Z","closed_at":"2026-11-25T11:00:00Z","description":"Outage.\r\nRoot cause: 0123abcd"},`+project+`}`),
@@ -218,21 +262,25 @@ func TestParseMappings(t *testing.T) {
 	require.Len(t, d.Set.Changes, 2)
 
 	for name, tc := range map[string]struct{ event, body, want string }{
-		"not JSON":             {"Push Hook", `{"commits":`, "not a JSON object"},
-		"no event header":      {"", `{}`, "X-Gitlab-Event"},
-		"no project":           {"Push Hook", `{"after":"a1","commits":[{"id":"a1","timestamp":"2026-11-25T10:00:00Z"}]}`, "project.path_with_namespace"},
-		"no commit id":         {"Push Hook", `{"after":"a1","commits":[{"timestamp":"2026-11-25T10:00:00Z"}],` + project + `}`, "commits[0].id"},
-		"no readable time":     {"Push Hook", `{"after":"a1","commits":[{"id":"a1","timestamp":"soon"}],` + project + `}`, "readable timestamp"},
-		"MR without commit":    {"Merge Request Hook", `{"object_attributes":{"action":"open","created_at":"2026-11-25T10:00:00Z"},` + project + `}`, "last_commit.id"},
-		"MR without time":      {"Merge Request Hook", `{"object_attributes":{"action":"open","last_commit":{"id":"a"}},` + project + `}`, "object_attributes.created_at"},
-		"MR without attrs":     {"Merge Request Hook", `{` + project + `}`, "object_attributes is missing"},
-		"deploy without time":  {"Deployment Hook", `{"status":"success","commit_url":"x/commit/abc1234",` + project + `}`, "status_changed_at"},
-		"deploy without sha":   {"Deployment Hook", `{"status":"success","status_changed_at":"2026-11-25T10:00:00Z",` + project + `}`, "commit_url"},
-		"deploy without state": {"Deployment Hook", `{"status_changed_at":"2026-11-25T10:00:00Z",` + project + `}`, "status is missing"},
-		"incident without iid": {"Issue Hook", `{"object_attributes":{"issue_type":"incident","created_at":"2026-11-25T10:00:00Z"},` + project + `}`, "object_attributes.iid"},
-		"bad closing time":     {"Issue Hook", `{"object_attributes":{"iid":1,"issue_type":"incident","state":"closed","created_at":"2026-11-25T10:00:00Z","closed_at":"later"},` + project + `}`, "object_attributes.closed_at"},
+		"not JSON":              {"Push Hook", `{"commits":`, "not a JSON object"},
+		"no event header":       {"", `{}`, "X-Gitlab-Event"},
+		"no project":            {"Push Hook", `{"after":"a1","commits":[{"id":"a1","timestamp":"2026-11-25T10:00:00Z"}]}`, "project.path_with_namespace"},
+		"no commit id":          {"Push Hook", `{"after":"a1","commits":[{"timestamp":"2026-11-25T10:00:00Z"}],` + project + `}`, "commits[0].id"},
+		"no readable time":      {"Push Hook", `{"after":"a1","commits":[{"id":"a1","timestamp":"soon"}],` + project + `}`, "readable timestamp"},
+		"MR without commit":     {"Merge Request Hook", `{"object_attributes":{"action":"open","created_at":"2026-11-25T10:00:00Z"},` + project + `}`, "last_commit.id"},
+		"MR without time":       {"Merge Request Hook", `{"object_attributes":{"action":"open","last_commit":{"id":"a"}},` + project + `}`, "object_attributes.created_at"},
+		"MR without attrs":      {"Merge Request Hook", `{` + project + `}`, "object_attributes is missing"},
+		"deploy without time":   {"Deployment Hook", `{"status":"success","commit_url":"x/commit/abc1234",` + project + `}`, "status_changed_at"},
+		"deploy without sha":    {"Deployment Hook", `{"status":"success","status_changed_at":"2026-11-25T10:00:00Z",` + project + `}`, "commit_url"},
+		"deploy without state":  {"Deployment Hook", `{"status_changed_at":"2026-11-25T10:00:00Z",` + project + `}`, "status is missing"},
+		"incident without iid":  {"Issue Hook", `{"object_attributes":{"issue_type":"incident","created_at":"2026-11-25T10:00:00Z"},` + project + `}`, "object_attributes.iid"},
+		"pipeline without sha":  {"Pipeline Hook", `{"object_attributes":{"ref":"deploy","status":"success","finished_at":"2026-11-25T10:00:00Z"},` + project + `}`, "object_attributes.sha"},
+		"pipeline without time": {"Pipeline Hook", `{"object_attributes":{"ref":"deploy","status":"success","sha":"a1"},` + project + `}`, "object_attributes.finished_at"},
+		"job without status":    {"Job Hook", `{"build_name":"deploy","sha":"a1",` + project + `}`, "build_status"},
+		"job with a bad time":   {"Job Hook", `{"build_name":"deploy","build_status":"failed","sha":"a1","build_finished_at":"later",` + project + `}`, "build_finished_at"},
+		"bad closing time":      {"Issue Hook", `{"object_attributes":{"iid":1,"issue_type":"incident","state":"closed","created_at":"2026-11-25T10:00:00Z","closed_at":"later"},` + project + `}`, "object_attributes.closed_at"},
 	} {
-		_, err := gitlab.Parse(tc.event, []byte(tc.body), gitlab.Options{})
+		_, err := gitlab.Parse(tc.event, []byte(tc.body), gitlab.Options{DeployPipelines: []string{"deploy"}})
 		require.ErrorIs(t, err, gitlab.ErrInvalid, name)
 		require.Contains(t, err.Error(), tc.want, name)
 	}
@@ -248,7 +296,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add("Issue Hook", []byte(`{"object_attributes":{"iid":1,"issue_type":"incident","state":"closed","created_at":"2026-11-25T10:00:00Z"},"project":{"name":"a"}}`), "incident")
 	f.Fuzz(func(t *testing.T, eventName string, body []byte, label string) {
-		d, err := gitlab.Parse(eventName, body, gitlab.Options{IncidentLabel: label})
+		d, err := gitlab.Parse(eventName, body, gitlab.Options{IncidentLabel: label, DeployPipelines: []string{label, "master"}})
 		if err != nil {
 			return
 		}

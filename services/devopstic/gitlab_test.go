@@ -251,3 +251,26 @@ func TestGitLabFlowGivesTheDORAFigures(t *testing.T) {
 	require.Equal(t, 2*3600.0, ttr["median_seconds"], "median of 1h, 2h and 3h")
 	require.Equal(t, 0.0, ttr["open_incidents"])
 }
+
+// A pipeline named in DEVOPSTIC_GITLAB_DEPLOY_PIPELINES is a deployment at its finished_at;
+// other pipelines and jobs stay ignored.
+func TestGitLabDeployPipelineIsADeployment(t *testing.T) {
+	t.Parallel()
+	s := startGitLabStack(t,
+		withEnv("DEVOPSTIC_GITLAB_DEPLOY_PIPELINES", "release, Master"),
+		withEnv("DEVOPSTIC_GITLAB_DEPLOY_ENVIRONMENT", "prod-eu"))
+	body := mustRead(t, "../../pkg/gitlab/testdata/pipeline_hook.json")
+	status, out := s.deliverGitLab("Pipeline Hook", "pipeline-1", body, "")
+	require.Equal(t, http.StatusAccepted, status, out)
+	require.NotContains(t, out, "ignored")
+	status, out = s.deliverGitLab("Job Hook", "job-1", mustRead(t, "../../pkg/gitlab/testdata/job_hook.json"), "?pipeline_id=api")
+	require.Equal(t, http.StatusAccepted, status, out)
+	require.Contains(t, out, `"ignored"`, "the job auto_deploy:start is not named")
+	s.waitCount(1, `SELECT count(*) FROM deployments`)
+	s.waitDrained()
+	require.Zero(t, s.count(`SELECT count(*) FROM dead_letters`))
+	require.Equal(t, 1, s.count(`SELECT count(*) FROM deployments WHERE source = 'gitlab' AND pipeline_id = 'gitlab-org/gitlab-test'
+		AND environment = 'prod-eu' AND deployment_key = 'pipeline:31' AND status = 'success' AND deployed_at = '2016-08-12T15:26:29Z'
+		AND commit_id = 'bcbb5ec396a2c0f828686f14fac9b80b780504f2'`))
+	require.Equal(t, 1, s.count(`SELECT count(*) FROM events WHERE source = 'gitlab' AND kind = 'pipeline'`))
+}
