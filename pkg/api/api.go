@@ -22,6 +22,7 @@ import (
 	"github.com/devopstic/devopstic/pkg/auth"
 	"github.com/devopstic/devopstic/pkg/github"
 	"github.com/devopstic/devopstic/pkg/gitlab"
+	"github.com/devopstic/devopstic/pkg/metrics"
 	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/stream"
 )
@@ -48,7 +49,8 @@ type Config struct {
 	Alertmanager alertmanager.Options
 	// LoginLimits throttle failed logins (POST /tokens).
 	LoginLimits auth.LimiterConfig
-	// SeparateAdmin leaves /readyz to the admin app (NewAdmin), served on an address of its own.
+	// SeparateAdmin leaves /readyz and /metrics to the admin app (NewAdmin), served on an
+	// address of its own.
 	SeparateAdmin bool
 	// ProxyHeader holds the client's address when the request comes from one of
 	// TrustedProxies (addresses or CIDRs); otherwise the connection's address is the client's.
@@ -66,7 +68,10 @@ type Deps struct {
 	Keyring *auth.Keyring
 	// Ready reports whether the stream can take events (GET /readyz).
 	Ready func(context.Context) error
-	Log   *slog.Logger
+	// Metrics receives the API's series and is what GET /metrics answers; nil measures nothing
+	// and serves no /metrics.
+	Metrics *metrics.Registry
+	Log     *slog.Logger
 	// Now stamps received_at; time.Now when nil.
 	Now func() time.Time
 }
@@ -75,6 +80,7 @@ type server struct {
 	cfg     Config
 	deps    Deps
 	limiter *auth.Limiter
+	metrics apiMetrics
 }
 
 // New builds the fiber app with every route.
@@ -82,7 +88,7 @@ func New(cfg Config, deps Deps) *fiber.App {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	s := &server{cfg: cfg, deps: deps, limiter: auth.NewLimiter(cfg.LoginLimits)}
+	s := &server{cfg: cfg, deps: deps, limiter: auth.NewLimiter(cfg.LoginLimits), metrics: newAPIMetrics(deps.Metrics)}
 	app := fiber.New(fiber.Config{
 		AppName:                 "devopstic",
 		BodyLimit:               cfg.BodyLimit,
@@ -95,12 +101,15 @@ func New(cfg Config, deps Deps) *fiber.App {
 		EnableTrustedProxyCheck: true, // with no trusted proxy, ProxyHeader is never believed
 		TrustedProxies:          cfg.TrustedProxies,
 	})
-	app.Use(recover.New(), requestid.New(), securityHeaders(), s.logRequests)
+	app.Use(recover.New(), requestid.New(), securityHeaders(), s.measure, s.logRequests)
 
 	app.Get("/health", s.health)
 	app.Get("/healthz", s.health)
 	if !cfg.SeparateAdmin {
 		app.Get("/readyz", s.ready)
+		if deps.Metrics != nil {
+			app.Get("/metrics", s.getMetrics)
+		}
 	}
 	app.Post("/tokens", s.postTokens)
 
@@ -119,14 +128,20 @@ func New(cfg Config, deps Deps) *fiber.App {
 	return app
 }
 
-// NewAdmin builds the app of the admin address (Config.SeparateAdmin): liveness and readiness,
-// for probes and monitoring that should not share the public address.
+// NewAdmin builds the app of the admin address (Config.SeparateAdmin): liveness, readiness
+// (when deps.Ready is set) and metrics (when deps.Metrics is), for probes and monitoring that
+// should not share the public address. The writer serves it too, without readiness.
 func NewAdmin(deps Deps) *fiber.App {
 	s := &server{deps: deps}
 	app := fiber.New(fiber.Config{AppName: "devopstic-admin", DisableStartupMessage: true, ErrorHandler: s.errorHandler})
 	app.Use(recover.New(), securityHeaders())
 	app.Get("/healthz", s.health)
-	app.Get("/readyz", s.ready)
+	if deps.Ready != nil {
+		app.Get("/readyz", s.ready)
+	}
+	if deps.Metrics != nil {
+		app.Get("/metrics", s.getMetrics)
+	}
 	return app
 }
 

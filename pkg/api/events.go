@@ -42,7 +42,7 @@ func (s *server) postEvents(c *fiber.Ctx) error {
 		}
 		ids[i] = e.ID
 	}
-	if err := s.deps.Publisher.Publish(c.UserContext(), msgs); err != nil {
+	if err := s.publish(c.UserContext(), event.Source, msgs); err != nil {
 		return fail(c, err)
 	}
 	return c.Status(fiber.StatusAccepted).JSON(acceptedBody{Accepted: len(events), IDs: ids})

@@ -62,7 +62,7 @@ func (s *server) postGitHub(c *fiber.Ctx) error {
 			github.HeaderOptions:  {string(optsJSON)},
 		},
 	}
-	if err := s.deps.Publisher.Publish(c.UserContext(), []stream.Message{msg}); err != nil {
+	if err := s.publish(c.UserContext(), github.Source, []stream.Message{msg}); err != nil {
 		return fail(c, err)
 	}
 	return c.Status(fiber.StatusAccepted).JSON(acceptedBody{Accepted: 1, IDs: []string{id}})

@@ -54,7 +54,7 @@ func (s *server) publishWebhook(c *fiber.Ctx, source, kind, id string, header na
 		ReceivedAt: s.deps.Now().UTC(),
 		Header:     header,
 	}
-	if err := s.deps.Publisher.Publish(c.UserContext(), []stream.Message{msg}); err != nil {
+	if err := s.publish(c.UserContext(), source, []stream.Message{msg}); err != nil {
 		return fail(c, err)
 	}
 	return c.Status(fiber.StatusAccepted).JSON(acceptedBody{Accepted: 1, IDs: []string{id}})

@@ -221,6 +221,8 @@ type Writer struct {
 	Database Database
 	Writer   WriterTuning
 	Log      Log
+	// AdminAddr, when set, serves /healthz and /metrics: the writer has no other HTTP address.
+	AdminAddr string `env:"DEVOPSTIC_ADMIN_ADDR"`
 }
 
 // AllInOne is the devopstic command's configuration: ingest and writer in one process, with
@@ -261,7 +263,11 @@ func (c *Writer) Validate() error {
 	if c.NATS.URL == "" {
 		c.NATS.URL = DefaultNATSURL
 	}
-	return errors.Join(c.NATS.validate(), c.Writer.validate(), c.Log.validate())
+	var adminErr error
+	if _, _, err := net.SplitHostPort(c.AdminAddr); c.AdminAddr != "" && err != nil {
+		adminErr = fmt.Errorf("DEVOPSTIC_ADMIN_ADDR must be host:port such as 127.0.0.1:9090, not %q", c.AdminAddr)
+	}
+	return errors.Join(c.NATS.validate(), c.Writer.validate(), c.Log.validate(), adminErr)
 }
 
 // Validate checks the all-in-one's configuration.

@@ -96,7 +96,7 @@ func TestClusterSurvivesTheLossOfANode(t *testing.T) {
 		Auth: config.Auth{JWTSecret: strings.Repeat("k", 40), Username: "ci", Password: "cluster-test-password", TokenTTL: time.Hour},
 		NATS: natsCfg,
 	}
-	app, err := service.Ingest(ingestCfg, ingestNC, js, ingestStore, log)
+	app, err := service.Ingest(ingestCfg, ingestNC, js, ingestStore, nil, log)
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -125,7 +125,7 @@ func TestClusterSurvivesTheLossOfANode(t *testing.T) {
 			defer writers.Done()
 			tuning := config.WriterTuning{BatchSize: 500, BatchWait: 20 * time.Millisecond, MaxDeliver: 5, AckWait: 5 * time.Second, RetryMax: 200 * time.Millisecond}
 			for writersCtx.Err() == nil {
-				if err := service.Write(writersCtx, tuning, dbURL, wjs, st, log); err != nil && writersCtx.Err() == nil {
+				if err := service.Write(writersCtx, tuning, dbURL, wjs, st, nil, log); err != nil && writersCtx.Err() == nil {
 					writerRestarts.Add(1)
 					t.Logf("writer %d stopped (restarting it): %v", i, err)
 					time.Sleep(200 * time.Millisecond)

@@ -21,6 +21,7 @@ import (
 	"github.com/devopstic/devopstic/pkg/config"
 	"github.com/devopstic/devopstic/pkg/github"
 	"github.com/devopstic/devopstic/pkg/gitlab"
+	"github.com/devopstic/devopstic/pkg/metrics"
 	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/stream"
 	"github.com/devopstic/devopstic/pkg/writer"
@@ -55,8 +56,9 @@ func EnsureStream(ctx context.Context, nc *nats.Conn, cfg config.NATS, log *slog
 // Ingest builds the HTTP API over nc and st. It also starts what lives as long as the app
 // does, until the app shuts down: the watch of the auth bucket (API keys and revocations, so
 // that verifying them needs no Postgres) and, when DEVOPSTIC_ADMIN_ADDR is set, the admin
-// address's listener.
-func Ingest(cfg config.Ingest, nc *nats.Conn, js jetstream.JetStream, st *store.Store, log *slog.Logger) (*fiber.App, error) {
+// address's listener. The API's series go to reg, which GET /metrics answers (on the admin
+// address when there is one); nil measures nothing.
+func Ingest(cfg config.Ingest, nc *nats.Conn, js jetstream.JetStream, st *store.Store, reg *metrics.Registry, log *slog.Logger) (*fiber.App, error) {
 	pub, err := stream.NewPublisher(nc, cfg.NATS.PublishTimeout)
 	if err != nil {
 		return nil, err
@@ -81,6 +83,7 @@ func Ingest(cfg config.Ingest, nc *nats.Conn, js jetstream.JetStream, st *store.
 		Login:     auth.Login{Username: cfg.Auth.Username, Password: cfg.Auth.Password},
 		Keyring:   keyring,
 		Ready:     ready,
+		Metrics:   reg,
 		Log:       log,
 	}
 	var adminLn net.Listener
@@ -184,8 +187,8 @@ func Serve(ctx context.Context, ln net.Listener, app *fiber.App) error {
 }
 
 // Write runs the writer until ctx is done: it waits for Postgres, runs the migrations, sets up
-// the durable consumer and consumes.
-func Write(ctx context.Context, cfg config.WriterTuning, dbURL string, js jetstream.JetStream, st *store.Store, log *slog.Logger) error {
+// the durable consumer and consumes, counting in reg (nil counts nothing).
+func Write(ctx context.Context, cfg config.WriterTuning, dbURL string, js jetstream.JetStream, st *store.Store, reg *metrics.Registry, log *slog.Logger) error {
 	err := Retry(ctx, log, "database migrations", func(ctx context.Context) error { return store.Migrate(ctx, dbURL) })
 	if err != nil {
 		return stoppedOr(ctx, err)
@@ -204,6 +207,7 @@ func Write(ctx context.Context, cfg config.WriterTuning, dbURL string, js jetstr
 		BatchWait:  cfg.BatchWait,
 		MaxDeliver: cfg.MaxDeliver,
 		RetryMax:   cfg.RetryMax,
+		Metrics:    writer.NewMetrics(reg),
 	}, log)
 	return w.Run(ctx)
 }

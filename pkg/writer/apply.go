@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/devopstic/devopstic/pkg/fact"
+	"github.com/devopstic/devopstic/pkg/metrics"
 	"github.com/devopstic/devopstic/pkg/store"
 )
 
@@ -41,6 +42,8 @@ type Applier struct {
 	// RetryMax caps the backoff between retries of a transient failure.
 	RetryMax time.Duration
 	Log      *slog.Logger
+	// Retries counts the retries of a transient failure; nil counts nothing.
+	Retries *metrics.Counter
 }
 
 func (a *Applier) sink() Sink {
@@ -107,6 +110,7 @@ func (a *Applier) retry(ctx context.Context, messages int, keepAlive func(), wri
 		if err == nil || !store.IsTransient(err) {
 			return err
 		}
+		a.Retries.Inc()
 		delay := backoff(attempt, a.RetryMax)
 		if attempt == 1 || attempt%10 == 0 {
 			a.Log.Warn("database unavailable, retrying", "attempt", attempt, "retry_in", delay, "messages", messages, "error", err)

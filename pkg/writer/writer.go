@@ -49,6 +49,8 @@ type Config struct {
 	MaxDeliver int
 	// RetryMax caps the backoff between retries of a transient failure.
 	RetryMax time.Duration
+	// Metrics counts what the writer does; nil counts nothing.
+	Metrics *Metrics
 }
 
 // ErrPoison marks a message that can never be written as it is.
@@ -64,7 +66,10 @@ type Writer struct {
 
 // New returns a writer for the consumer cons (see stream.EnsureConsumer).
 func New(cons jetstream.Consumer, st *store.Store, cfg Config, log *slog.Logger) *Writer {
-	return &Writer{cons: cons, apply: &Applier{Store: st, RetryMax: cfg.RetryMax, Log: log}, cfg: cfg, log: log}
+	if cfg.Metrics == nil {
+		cfg.Metrics = &Metrics{}
+	}
+	return &Writer{cons: cons, apply: &Applier{Store: st, RetryMax: cfg.RetryMax, Log: log, Retries: cfg.Metrics.Retries}, cfg: cfg, log: log}
 }
 
 // Run consumes until ctx is done, then finishes the batch in hand (or, if Postgres is failing,
@@ -128,6 +133,8 @@ func (w *Writer) collect(it jetstream.MessagesContext) ([]jetstream.Msg, error) 
 
 // handle writes a batch and settles every message of it: ack, nak or dead letter.
 func (w *Writer) handle(ctx context.Context, batch []jetstream.Msg) {
+	w.cfg.Metrics.LastBatchSize.Set(float64(len(batch)))
+	defer w.cfg.Metrics.Batches.Inc()
 	msgs := make([]jetstream.Msg, 0, len(batch))
 	in := make([]Msg, 0, len(batch))
 	for _, m := range batch {
@@ -153,6 +160,7 @@ func (w *Writer) handle(ctx context.Context, batch []jetstream.Msg) {
 		switch {
 		case err == nil:
 			ack(m, w.log)
+			w.cfg.Metrics.Written.Inc()
 		case errors.Is(err, ErrPoison):
 			w.deadLetter(ctx, m, err)
 		case errors.Is(err, ErrStopped):
@@ -190,6 +198,7 @@ func (w *Writer) deadLetter(ctx context.Context, m jetstream.Msg, reason error) 
 		_ = m.Nak()
 		return
 	}
+	w.cfg.Metrics.DeadLettered.Inc()
 	w.log.Warn("message dead-lettered", "stream_seq", dl.StreamSeq, "subject", dl.Subject, "deliveries", dl.Deliveries, "reason", dl.Reason)
 	if err := m.Term(); err != nil {
 		w.log.Warn("terminate dead-lettered message", "stream_seq", dl.StreamSeq, "error", err)

@@ -55,7 +55,7 @@ func runWriterProcess() {
 		if err != nil {
 			return err
 		}
-		err = service.Write(ctx, cfg.Writer, cfg.Database.ConnString(), js, st, log)
+		err = service.Write(ctx, cfg.Writer, cfg.Database.ConnString(), js, st, nil, log)
 		_ = nc.FlushTimeout(2 * time.Second)
 		return err
 	}()
@@ -122,7 +122,7 @@ func startIngest(t *testing.T, dbURL string, n *testenv.NATS) *stack {
 	ctx, cancel := context.WithCancel(context.Background())
 	js, err := service.EnsureStream(ctx, nc, cfg.NATS, log)
 	require.NoError(t, err)
-	app, err := service.Ingest(cfg.Ingest(), nc, js, st, log)
+	app, err := service.Ingest(cfg.Ingest(), nc, js, st, nil, log)
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

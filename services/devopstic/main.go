@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/devopstic/devopstic/pkg/config"
+	"github.com/devopstic/devopstic/pkg/metrics"
 	"github.com/devopstic/devopstic/pkg/service"
 	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/stream"
@@ -131,7 +132,9 @@ func serve(ctx context.Context, cfg config.AllInOne, ln net.Listener, log *slog.
 	if err != nil {
 		return err
 	}
-	app, err := service.Ingest(cfg.Ingest(), nc, js, st, log)
+	// One registry for both roles: GET /metrics shows the ingest's and the writer's series.
+	reg := metrics.NewRegistry()
+	app, err := service.Ingest(cfg.Ingest(), nc, js, st, reg, log)
 	if err != nil {
 		return err
 	}
@@ -146,7 +149,9 @@ func serve(ctx context.Context, cfg config.AllInOne, ln net.Listener, log *slog.
 	httpDone := make(chan error, 1)
 	writerDone := make(chan error, 1)
 	go func() { httpDone <- service.Serve(httpCtx, ln, app) }()
-	go func() { writerDone <- service.Write(writerCtx, cfg.Writer, cfg.Database.ConnString(), js, st, log) }()
+	go func() {
+		writerDone <- service.Write(writerCtx, cfg.Writer, cfg.Database.ConnString(), js, st, reg, log)
+	}()
 	log.Info("devopstic serving", "addr", ln.Addr().String())
 
 	var httpErr, writerErr error

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/devopstic/devopstic/pkg/config"
+	"github.com/devopstic/devopstic/pkg/metrics"
 	"github.com/devopstic/devopstic/pkg/service"
 	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/stream"
@@ -62,7 +63,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	app, err := service.Ingest(cfg, nc, js, st, log)
+	app, err := service.Ingest(cfg, nc, js, st, metrics.NewRegistry(), log)
 	if err != nil {
 		return err
 	}

@@ -4,17 +4,22 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/devopstic/devopstic/pkg/api"
 	"github.com/devopstic/devopstic/pkg/config"
+	"github.com/devopstic/devopstic/pkg/metrics"
 	"github.com/devopstic/devopstic/pkg/service"
 	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/stream"
+	"github.com/devopstic/devopstic/pkg/writer"
 )
 
 func main() {
@@ -37,6 +42,22 @@ func run(ctx context.Context) error {
 	log := cfg.Log.Logger(os.Stderr)
 	slog.SetDefault(log)
 
+	reg := metrics.NewRegistry()
+	writer.NewMetrics(reg) // the series read 0, rather than being absent, while the writer waits for NATS
+	adminCtx, stopAdmin := context.WithCancel(ctx)
+	defer stopAdmin()
+	adminDone := make(chan error, 1)
+	if cfg.AdminAddr == "" {
+		adminDone <- nil
+	} else {
+		// The writer's only HTTP: liveness and its metrics, up while it still waits for NATS.
+		ln, err := net.Listen("tcp", cfg.AdminAddr)
+		if err != nil {
+			return fmt.Errorf("listen on DEVOPSTIC_ADMIN_ADDR: %w", err)
+		}
+		go func() { adminDone <- service.Serve(adminCtx, ln, api.NewAdmin(api.Deps{Metrics: reg, Log: log})) }()
+		log.Info("admin endpoints serving", "addr", ln.Addr().String())
+	}
 	nc, err := stream.Connect(cfg.NATS.URL, "devopstic-writer")
 	if err != nil {
 		return err
@@ -51,7 +72,8 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	err = service.Write(ctx, cfg.Writer, cfg.Database.ConnString(), js, st, log)
+	err = service.Write(ctx, cfg.Writer, cfg.Database.ConnString(), js, st, reg, log)
 	_ = nc.FlushTimeout(2 * time.Second)
-	return err
+	stopAdmin()
+	return errors.Join(err, <-adminDone)
 }
