@@ -114,6 +114,7 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerCon
 }
 
 // Connect dials NATS and keeps reconnecting forever: the services outlive NATS restarts.
+// While it is reconnecting, publishes fail instead of being buffered.
 func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
 	opts = append([]nats.Option{
 		nats.Name(name),
@@ -121,6 +122,11 @@ func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
 		nats.ReconnectWait(250 * time.Millisecond),
 		// Start even when NATS is not up yet; callers wait for the stream (service.EnsureStream).
 		nats.RetryOnFailedConnect(true),
+		// No client-side buffer while reconnecting: a publish made then fails at once. With
+		// the default 8 MB buffer it would wait there, time out into a 503, and still reach
+		// the stream once the connection came back: an event the client was told to retry
+		// would be accepted behind its back.
+		nats.ReconnectBufSize(-1),
 	}, opts...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
