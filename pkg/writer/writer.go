@@ -99,6 +99,13 @@ func (w *Writer) Run(ctx context.Context) error {
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 			return nil
 		}
+		if errors.Is(err, jetstream.ErrNoHeartbeat) {
+			// The server's idle heartbeats went missing (a network blip, or this process
+			// starved of CPU). The iterator forgets its pull and issues a new one; what was
+			// delivered and not acked comes back after AckWait. Not a reason to stop.
+			w.log.Warn("no heartbeat from NATS; pulling again", "error", err)
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("consume %s: %w", stream.ConsumerName, err)
 		}
