@@ -4,7 +4,7 @@ GO      ?= go
 GOFLAGS ?=
 BIN     := bin
 
-.PHONY: run demo test test-short chaos bench bench-metrics build vet fmt clean help
+.PHONY: run demo test test-short chaos bench bench-go bench-metrics build vet fmt clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,15 +26,19 @@ test-short: tools ## the same tests without the race detector (faster)
 chaos: ## the fault tests: writers SIGKILLed, Postgres and NATS stopped, duplicates, shuffles, poison, replays, rebuild (about 4 minutes)
 	DEVOPSTIC_CHAOS=1 $(GO) test -count=1 -v -timeout 30m -run 'TestChaos|TestRebuildWhileWriting' ./services/devopstic/
 
-bench: ## benchmarks, each with its baseline in the same run (publish: sync=2m vs always; writer: stream vs direct)
+# BENCH_SCALE multiplies every size: 1 (the default) loads 10 million events for the metrics API
+# and drains two backlogs of a million (about 30 minutes on 2 cores); 0.01 is a quick look.
+BENCH_SCALE ?= 1
+
+bench: build ## the performance table: ceilings, ingest, writer, end to end, metrics API, memory (BENCH_SCALE)
+	$(BIN)/devopstic bench -scale $(BENCH_SCALE)
+
+bench-go: ## the Go benchmarks of the parts (publish sync=2m vs always, writer stream vs direct, POST to row)
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./pkg/stream/
 	$(GO) test -run '^$$' -bench . -benchtime 20000x ./pkg/writer/
 	$(GO) test -run '^$$' -bench . -benchtime 200x ./services/devopstic/
 
-# A year of 1,000 pipelines loaded through the writer's mapping with COPY: 10 million events at
-# BENCH_SCALE=1 (about 20 minutes on 2 cores, most of it loading); BENCH_SCALE=0.01 for a quick run.
-BENCH_SCALE ?= 1
-bench-metrics: ## the metrics API's queries over 10M events x BENCH_SCALE: p50/p95 against a baseline index scan
+bench-metrics: ## the metrics API's queries straight on the store, over 10M events x BENCH_SCALE: p50/p95 against an index scan
 	DEVOPSTIC_BENCH_SCALE=$(BENCH_SCALE) $(GO) test -run '^$$' -bench Metrics -benchtime 200x -timeout 60m ./pkg/dora/
 
 build: ## build the three binaries into bin/

@@ -2,9 +2,6 @@ package dora_test
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"math/rand/v2"
 	"net/url"
 	"os"
 	"slices"
@@ -13,13 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/devopstic/devopstic/pkg/bench"
 	"github.com/devopstic/devopstic/pkg/dora"
-	"github.com/devopstic/devopstic/pkg/event"
-	"github.com/devopstic/devopstic/pkg/fact"
 	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/testenv"
 )
@@ -27,9 +22,9 @@ import (
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 // benchEnd is the end of the loaded year.
-var benchEnd = time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+var benchEnd = bench.YearEnd
 
-const benchPipelines = 1000
+const benchPipelines = bench.Pipelines
 
 // benchEvents is 10 million times DEVOPSTIC_BENCH_SCALE (default 1; 0.01 for a quick run).
 func benchEvents() int {
@@ -48,188 +43,14 @@ var loaded struct {
 	err  error
 }
 
-// loadYear fills a database with a year of 1,000 pipelines: each deployment with its change's
-// commit, PR opened and approved (4 events), a tenth of them failed, 3% causing an incident.
-// The events go through event.Decode and event.Facts, the writer's own mapping, and are
-// written with COPY: loading 10 million events over HTTP would take an hour for nothing.
+// loadYear fills a database with a year of 1,000 pipelines (bench.LoadYear), once per run.
 func loadYear(b *testing.B) string {
 	loaded.once.Do(func() {
 		loaded.url = testenv.ProcessPostgres(b)
-		loaded.err = bulkLoad(context.Background(), loaded.url, benchEvents())
+		_, loaded.err = bench.LoadYear(context.Background(), loaded.url, "pipeline", benchEvents(), os.Stderr)
 	})
 	require.NoError(b, loaded.err)
 	return loaded.url
-}
-
-func bulkLoad(ctx context.Context, dbURL string, total int) error {
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	start := time.Now()
-	deploysPerPipeline := max(total/benchPipelines/4, 1)
-	every := 365 * 24 * time.Hour / time.Duration(deploysPerPipeline)
-	yearStart := benchEnd.AddDate(-1, 0, 0)
-	received := benchEnd
-	var t tables
-	var seq uint64
-	for p := range benchPipelines {
-		rng := rand.New(rand.NewPCG(uint64(p), 42))
-		pipeline := fmt.Sprintf("pipeline-%04d", p)
-		var sets []fact.Set
-		add := func(v map[string]any) {
-			raw, _ := json.Marshal(v)
-			e, err := event.Decode(raw, received)
-			if err != nil {
-				panic(err)
-			}
-			seq++
-			sets = append(sets, event.Facts(e, raw, received, seq))
-		}
-		ts := func(t time.Time) int64 { return t.Unix() }
-		for i := range deploysPerPipeline {
-			at := yearStart.Add(time.Duration(i)*every + time.Duration(rng.Int64N(int64(every))))
-			commit := fmt.Sprintf("%s-%06d", pipeline, i)
-			committed := at.Add(-time.Duration(1+rng.IntN(120)) * time.Hour)
-			add(map[string]any{"type": "commit", "pipeline_id": pipeline, "commit_id": commit, "timestamp": ts(committed)})
-			add(map[string]any{"type": "submit", "pipeline_id": pipeline, "commit_id": commit, "pull_request_id": i + 1, "timestamp": ts(committed.Add(5 * time.Minute))})
-			add(map[string]any{"type": "approve", "pipeline_id": pipeline, "commit_id": commit, "pull_request_id": i + 1, "timestamp": ts(committed.Add(time.Duration(10+rng.IntN(170)) * time.Minute))})
-			status := "success"
-			if rng.IntN(10) == 0 {
-				status = "failure"
-			}
-			deployment := fmt.Sprintf("d-%d", i)
-			add(map[string]any{"type": "deploy", "pipeline_id": pipeline, "environment": "production", "commit_id": commit,
-				"deployment_id": deployment, "status": status, "timestamp": ts(at)})
-			if status == "success" && rng.IntN(33) == 0 {
-				incident := fmt.Sprintf("%s-i%d", pipeline, i)
-				opened := at.Add(10 * time.Minute)
-				add(map[string]any{"type": "incident_status_change", "pipeline_id": pipeline, "environment": "production",
-					"incident_id": incident, "status": "failure", "deployment_id": deployment, "timestamp": ts(opened)})
-				add(map[string]any{"type": "incident_status_change", "pipeline_id": pipeline, "environment": "production",
-					"incident_id": incident, "status": "success", "timestamp": ts(opened.Add(time.Duration(20+rng.IntN(1400)) * time.Minute))})
-			}
-		}
-		t.add(sets)
-		if len(t.events) >= 200_000 || p == benchPipelines-1 {
-			if err := t.copy(ctx, pool); err != nil {
-				return err
-			}
-			fmt.Fprintf(os.Stderr, "\rloaded %d events (%d of %d pipelines) in %s", seq, p+1, benchPipelines, time.Since(start).Round(time.Second))
-		}
-	}
-	if _, err := pool.Exec(ctx, `ANALYZE`); err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "\nloaded %d events in %s\n", seq, time.Since(start).Round(time.Second))
-	return nil
-}
-
-// tables gathers rows for COPY. Within one pipeline, facts about the same change are merged
-// as the store's upserts would (the earliest time of each step); keys never span pipelines,
-// so each pipeline's rows are final when it is done.
-type tables struct {
-	events, changes, deployments, shipped, incidents [][]any
-}
-
-func (t *tables) add(sets []fact.Set) {
-	changes := map[string]*fact.Change{}
-	var order []string
-	earliest := func(a, b *time.Time) *time.Time {
-		if a == nil || (b != nil && b.Before(*a)) {
-			return b
-		}
-		return a
-	}
-	incidents := map[string]*fact.Incident{}
-	var incidentOrder []string
-	for _, s := range sets {
-		e := s.Event
-		t.events = append(t.events, []any{e.ID, e.Source, e.Kind, e.PipelineID, nullable(e.Environment), nullable(e.CommitID),
-			e.Commits, nullable(e.IncidentID), nullable(e.DeploymentID), e.PullRequestID, e.Status, e.OccurredAt, e.TimeInferred,
-			e.ReceivedAt, int64(e.StreamSeq), []byte(e.Payload)})
-		for _, c := range s.Changes {
-			have, ok := changes[c.CommitID]
-			if !ok {
-				c := c
-				changes[c.CommitID] = &c
-				order = append(order, c.CommitID)
-				continue
-			}
-			have.CommittedAt = earliest(have.CommittedAt, c.CommittedAt)
-			have.SubmittedAt = earliest(have.SubmittedAt, c.SubmittedAt)
-			have.ApprovedAt = earliest(have.ApprovedAt, c.ApprovedAt)
-			if have.PullRequestID == nil {
-				have.PullRequestID = c.PullRequestID
-			}
-		}
-		for _, d := range s.Deployments {
-			t.deployments = append(t.deployments, []any{d.Source, d.PipelineID, d.Environment, d.Key, nullable(d.DeploymentID),
-				d.Status, d.DeployedAt, nullable(d.CommitID), d.EventID})
-			for _, c := range d.Commits {
-				t.shipped = append(t.shipped, []any{d.Source, d.PipelineID, d.Environment, d.Key, c})
-			}
-		}
-		for _, i := range s.Incidents {
-			have, ok := incidents[i.IncidentID]
-			if !ok {
-				i := i
-				incidents[i.IncidentID] = &i
-				incidentOrder = append(incidentOrder, i.IncidentID)
-				continue
-			}
-			have.OpenedAt = earliest(have.OpenedAt, i.OpenedAt)
-			if have.ResolvedAt == nil || (i.ResolvedAt != nil && i.ResolvedAt.After(*have.ResolvedAt)) {
-				have.ResolvedAt = i.ResolvedAt
-			}
-			if have.CauseDeploymentID == "" {
-				have.CauseDeploymentID = i.CauseDeploymentID
-			}
-		}
-	}
-	for _, id := range order {
-		c := changes[id]
-		t.changes = append(t.changes, []any{c.PipelineID, c.CommitID, c.PullRequestID, c.CommittedAt, c.SubmittedAt, c.ApprovedAt})
-	}
-	for _, id := range incidentOrder {
-		i := incidents[id]
-		t.incidents = append(t.incidents, []any{i.Source, i.IncidentID, i.PipelineID, i.Environment, i.OpenedAt, i.ResolvedAt,
-			nullable(i.CauseDeploymentID), nullable(i.CauseCommitID)})
-	}
-}
-
-func (t *tables) copy(ctx context.Context, pool *pgxpool.Pool) error {
-	copies := []struct {
-		table   string
-		columns []string
-		rows    *[][]any
-	}{
-		{"events", []string{"id", "source", "kind", "pipeline_id", "environment", "commit_id", "commits", "incident_id",
-			"deployment_id", "pull_request_id", "status", "occurred_at", "time_inferred", "received_at", "stream_seq", "payload"}, &t.events},
-		{"changes", []string{"pipeline_id", "commit_id", "pull_request_id", "committed_at", "submitted_at", "approved_at"}, &t.changes},
-		{"deployments", []string{"source", "pipeline_id", "environment", "deployment_key", "deployment_id", "status", "deployed_at",
-			"commit_id", "event_id"}, &t.deployments},
-		{"deployment_commits", []string{"source", "pipeline_id", "environment", "deployment_key", "commit_id"}, &t.shipped},
-		{"incidents", []string{"source", "incident_id", "pipeline_id", "environment", "opened_at", "last_resolved_at",
-			"cause_deployment_id", "cause_commit_id"}, &t.incidents},
-	}
-	for _, c := range copies {
-		if _, err := pool.CopyFrom(ctx, pgx.Identifier{c.table}, c.columns, pgx.CopyFromRows(*c.rows)); err != nil {
-			return fmt.Errorf("copy %s: %w", c.table, err)
-		}
-		*c.rows = (*c.rows)[:0]
-	}
-	_, err := pool.Exec(ctx, `INSERT INTO pipelines SELECT DISTINCT pipeline_id FROM deployments ON CONFLICT DO NOTHING;
-		INSERT INTO pipeline_environments SELECT DISTINCT pipeline_id, environment FROM deployments ON CONFLICT DO NOTHING`)
-	return err
-}
-
-func nullable(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
 }
 
 // BenchmarkMetrics answers GET /api/v1/metrics/dora's queries over a year of 1,000 pipelines
@@ -251,7 +72,7 @@ func BenchmarkMetrics(b *testing.B) {
 		require.NoError(b, err)
 		return q
 	}
-	pipeline := func(i int) string { return fmt.Sprintf("pipeline-%04d", (i*7919)%benchPipelines) }
+	pipeline := func(i int) string { return bench.PipelineName("pipeline", (i*7919)%benchPipelines) }
 	cases := []struct {
 		name string
 		// most bounds the requests of a case that takes seconds each

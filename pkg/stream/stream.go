@@ -57,7 +57,17 @@ type Config struct {
 
 // EnsureStream creates the stream, or updates it to cfg when it exists.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.Stream, error) {
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err := js.CreateOrUpdateStream(ctx, Spec(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("create or update stream %s: %w", StreamName, err)
+	}
+	return s, nil
+}
+
+// Spec is the JetStream configuration of the stream shaped by cfg. The benchmarks measure
+// JetStream's ceiling on a stream of the same Spec under another name.
+func Spec(cfg Config) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "DevOpstic events, as their sources sent them",
 		Subjects:    []string{SubjectPrefix + ".>"},
@@ -68,11 +78,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg Config) (jets
 		MaxAge:      cfg.MaxAge,
 		MaxBytes:    cmpNonZero(cfg.MaxBytes, -1),
 		Duplicates:  cfg.Duplicates,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create or update stream %s: %w", StreamName, err)
 	}
-	return s, nil
 }
 
 func cmpNonZero(v, def int64) int64 {
