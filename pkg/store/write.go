@@ -1,7 +1,6 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -46,41 +45,46 @@ WHERE (c.pull_request_id, c.committed_at, c.submitted_at, c.approved_at) IS DIST
      LEAST(c.submitted_at, EXCLUDED.submitted_at), LEAST(c.approved_at, EXCLUDED.approved_at))`
 
 // Latest wins, by a total order on (deployed_at, failure before success, event_id): whichever
-// order the events of one attempt arrive in, the same one decides the row.
-const upsertDeployment = `
+// order the events of one attempt arrive in, the same one decides the row. Texts compare
+// byte-wise (COLLATE "C"), as mergeDeployment does for the rows a batch repeats.
+const upsertDeployments = `
 INSERT INTO deployments AS d (source, pipeline_id, environment, deployment_key, deployment_id,
     status, deployed_at, commit_id, event_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::timestamptz[], $8::text[], $9::text[])
 ON CONFLICT (source, pipeline_id, environment, deployment_key) DO UPDATE SET
     deployment_id = EXCLUDED.deployment_id,
     status        = EXCLUDED.status,
     deployed_at   = EXCLUDED.deployed_at,
     commit_id     = EXCLUDED.commit_id,
     event_id      = EXCLUDED.event_id
-WHERE (EXCLUDED.deployed_at, EXCLUDED.status = 'failure', EXCLUDED.event_id)
-    > (d.deployed_at, d.status = 'failure', d.event_id)`
+WHERE (EXCLUDED.deployed_at, EXCLUDED.status = 'failure', EXCLUDED.event_id COLLATE "C")
+    > (d.deployed_at, d.status = 'failure', d.event_id COLLATE "C")`
 
 const insertDeploymentCommits = `
 INSERT INTO deployment_commits (source, pipeline_id, environment, deployment_key, commit_id)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
 ON CONFLICT DO NOTHING`
 
-const upsertIncident = `
+// Texts compare byte-wise (COLLATE "C"), as mergeIncident does for the rows a batch repeats.
+const upsertIncidents = `
 INSERT INTO incidents AS i (source, incident_id, pipeline_id, environment, opened_at, last_resolved_at,
     cause_deployment_id, cause_commit_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+                     $7::text[], $8::text[])
 ON CONFLICT (source, incident_id) DO UPDATE SET
-    pipeline_id         = LEAST(i.pipeline_id, EXCLUDED.pipeline_id),
-    environment         = LEAST(i.environment, EXCLUDED.environment),
+    pipeline_id         = LEAST(i.pipeline_id COLLATE "C", EXCLUDED.pipeline_id),
+    environment         = LEAST(i.environment COLLATE "C", EXCLUDED.environment),
     opened_at           = LEAST(i.opened_at, EXCLUDED.opened_at),
     last_resolved_at    = GREATEST(i.last_resolved_at, EXCLUDED.last_resolved_at),
-    cause_deployment_id = LEAST(i.cause_deployment_id, EXCLUDED.cause_deployment_id),
-    cause_commit_id     = LEAST(i.cause_commit_id, EXCLUDED.cause_commit_id)
+    cause_deployment_id = LEAST(i.cause_deployment_id COLLATE "C", EXCLUDED.cause_deployment_id),
+    cause_commit_id     = LEAST(i.cause_commit_id COLLATE "C", EXCLUDED.cause_commit_id)
 WHERE (i.pipeline_id, i.environment, i.opened_at, i.last_resolved_at, i.cause_deployment_id, i.cause_commit_id)
     IS DISTINCT FROM
-    (LEAST(i.pipeline_id, EXCLUDED.pipeline_id), LEAST(i.environment, EXCLUDED.environment),
+    (LEAST(i.pipeline_id COLLATE "C", EXCLUDED.pipeline_id), LEAST(i.environment COLLATE "C", EXCLUDED.environment),
      LEAST(i.opened_at, EXCLUDED.opened_at), GREATEST(i.last_resolved_at, EXCLUDED.last_resolved_at),
-     LEAST(i.cause_deployment_id, EXCLUDED.cause_deployment_id), LEAST(i.cause_commit_id, EXCLUDED.cause_commit_id))`
+     LEAST(i.cause_deployment_id COLLATE "C", EXCLUDED.cause_deployment_id),
+     LEAST(i.cause_commit_id COLLATE "C", EXCLUDED.cause_commit_id))`
 
 // Write stores sets in one transaction: all of them or none. Rows are written in key order so
 // that concurrent writers lock them in the same order and do not deadlock.
@@ -98,15 +102,14 @@ func (s *Store) Write(ctx context.Context, sets []fact.Set) error {
 	return nil
 }
 
-// queueWrites turns sets into statements: one per table for the many rows (events, changes,
-// shipped commits, pipelines), with the rows a batch repeats merged first exactly as the upserts
-// merge them (an ON CONFLICT statement may not touch a row twice); one per row for the few
-// (deployments, incidents), whose merges compare text and are best left to Postgres.
+// queueWrites turns sets into statements, one per table, with the rows a batch repeats merged
+// first exactly as the upserts merge them (an ON CONFLICT statement may not touch a row twice).
+// Each statement's rows are in key order.
 func queueWrites(sets []fact.Set) *pgx.Batch {
 	var (
 		events      []fact.Event
-		deployments []fact.Deployment
-		incidents   []fact.Incident
+		deployments = map[[4]string]*fact.Deployment{}
+		incidents   = map[[2]string]*fact.Incident{}
 		changes     = map[[2]string]*fact.Change{}
 		shipped     = map[[5]string]bool{}
 		pushed      = map[[3]string]bool{}
@@ -123,14 +126,14 @@ func queueWrites(sets []fact.Set) *pgx.Batch {
 			mergeChange(changes, c)
 		}
 		for _, d := range set.Deployments {
-			deployments = append(deployments, d)
+			mergeDeployment(deployments, d)
 			envs[[2]string{d.PipelineID, d.Environment}] = true
 			for _, c := range d.Commits {
 				shipped[[5]string{d.Source, d.PipelineID, d.Environment, d.Key, c}] = true
 			}
 		}
 		for _, i := range set.Incidents {
-			incidents = append(incidents, i)
+			mergeIncident(incidents, i)
 			envs[[2]string{i.PipelineID, i.Environment}] = true
 		}
 		for _, pc := range set.PushCommits {
@@ -143,28 +146,15 @@ func queueWrites(sets []fact.Set) *pgx.Batch {
 		}
 	}
 	slices.SortFunc(events, func(a, b fact.Event) int { return strings.Compare(a.ID, b.ID) })
-	slices.SortFunc(deployments, func(a, b fact.Deployment) int {
-		return cmp.Or(strings.Compare(a.Source, b.Source), strings.Compare(a.PipelineID, b.PipelineID),
-			strings.Compare(a.Environment, b.Environment), strings.Compare(a.Key, b.Key))
-	})
-	slices.SortFunc(incidents, func(a, b fact.Incident) int {
-		return cmp.Or(strings.Compare(a.Source, b.Source), strings.Compare(a.IncidentID, b.IncidentID))
-	})
 
 	b := &pgx.Batch{}
 	queueEvents(b, events)
 	queueChanges(b, changes)
-	for _, d := range deployments {
-		b.Queue(upsertDeployment, d.Source, d.PipelineID, d.Environment, d.Key, null(d.DeploymentID),
-			d.Status, d.DeployedAt, null(d.CommitID), d.EventID)
-	}
+	queueDeployments(b, deployments)
 	if cols := columns(shipped); cols != nil {
 		b.Queue(insertDeploymentCommits, cols[0], cols[1], cols[2], cols[3], cols[4])
 	}
-	for _, i := range incidents {
-		b.Queue(upsertIncident, i.Source, i.IncidentID, i.PipelineID, i.Environment, i.OpenedAt,
-			i.ResolvedAt, null(i.CauseDeploymentID), null(i.CauseCommitID))
-	}
+	queueIncidents(b, incidents)
 	if cols := columns(pushed); cols != nil {
 		b.Queue(`INSERT INTO push_commits (pipeline_id, head_id, commit_id)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING`, cols[0], cols[1], cols[2])
@@ -197,6 +187,52 @@ func mergeChange(changes map[[2]string]*fact.Change, c fact.Change) {
 	have.CommittedAt = least(have.CommittedAt, c.CommittedAt, time.Time.Before)
 	have.SubmittedAt = least(have.SubmittedAt, c.SubmittedAt, time.Time.Before)
 	have.ApprovedAt = least(have.ApprovedAt, c.ApprovedAt, time.Time.Before)
+}
+
+// mergeDeployment adds d to deployments, keeping the latest by upsertDeployments's order.
+// Times compare at Postgres's precision, microseconds.
+func mergeDeployment(deployments map[[4]string]*fact.Deployment, d fact.Deployment) {
+	key := [4]string{d.Source, d.PipelineID, d.Environment, d.Key}
+	have, ok := deployments[key]
+	if !ok || laterDeployment(d, *have) {
+		deployments[key] = &d
+	}
+}
+
+// laterDeployment is upsertDeployments's WHERE: a after b by (deployed_at, failure, event_id).
+func laterDeployment(a, b fact.Deployment) bool {
+	at, bt := a.DeployedAt.Truncate(time.Microsecond), b.DeployedAt.Truncate(time.Microsecond)
+	if !at.Equal(bt) {
+		return at.After(bt)
+	}
+	if af, bf := a.Status == "failure", b.Status == "failure"; af != bf {
+		return af
+	}
+	return a.EventID > b.EventID
+}
+
+// mergeIncident adds i to incidents as upsertIncidents merges it into a row.
+func mergeIncident(incidents map[[2]string]*fact.Incident, i fact.Incident) {
+	key := [2]string{i.Source, i.IncidentID}
+	have, ok := incidents[key]
+	if !ok {
+		incidents[key] = &i
+		return
+	}
+	have.PipelineID = leastText(have.PipelineID, i.PipelineID)
+	have.Environment = leastText(have.Environment, i.Environment)
+	have.OpenedAt = least(have.OpenedAt, i.OpenedAt, time.Time.Before)
+	have.ResolvedAt = least(have.ResolvedAt, i.ResolvedAt, time.Time.After) // GREATEST
+	have.CauseDeploymentID = leastText(have.CauseDeploymentID, i.CauseDeploymentID)
+	have.CauseCommitID = leastText(have.CauseCommitID, i.CauseCommitID)
+}
+
+// leastText is LEAST(a COLLATE "C", b) where "" stands for NULL.
+func leastText(a, b string) string {
+	if a == "" || (b != "" && b < a) {
+		return b
+	}
+	return a
 }
 
 // least is SQL's LEAST on two nullable values: the smaller, ignoring NULL.
@@ -246,9 +282,7 @@ func queueChanges(b *pgx.Batch, changes map[[2]string]*fact.Change) {
 	if len(changes) == 0 {
 		return
 	}
-	keys := slices.SortedFunc(maps.Keys(changes), func(a, b [2]string) int {
-		return cmp.Or(strings.Compare(a[0], b[0]), strings.Compare(a[1], b[1]))
-	})
+	keys := sortedKeys(changes)
 	n := len(keys)
 	pipelines, commits := make([]string, n), make([]string, n)
 	prs := make([]*int64, n)
@@ -259,6 +293,54 @@ func queueChanges(b *pgx.Batch, changes map[[2]string]*fact.Change) {
 		committed[i], submitted[i], approved[i] = c.CommittedAt, c.SubmittedAt, c.ApprovedAt
 	}
 	b.Queue(upsertChanges, pipelines, commits, prs, committed, submitted, approved)
+}
+
+func queueDeployments(b *pgx.Batch, deployments map[[4]string]*fact.Deployment) {
+	if len(deployments) == 0 {
+		return
+	}
+	keys := sortedKeys(deployments)
+	n := len(keys)
+	sources, pipelines, envs, keyCol, statuses, events := make([]string, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n), make([]string, n)
+	ids, commits := make([]*string, n), make([]*string, n)
+	deployed := make([]time.Time, n)
+	for i, k := range keys {
+		d := deployments[k]
+		sources[i], pipelines[i], envs[i], keyCol[i] = d.Source, d.PipelineID, d.Environment, d.Key
+		ids[i], statuses[i], deployed[i], commits[i], events[i] = null(d.DeploymentID), d.Status, d.DeployedAt, null(d.CommitID), d.EventID
+	}
+	b.Queue(upsertDeployments, sources, pipelines, envs, keyCol, ids, statuses, deployed, commits, events)
+}
+
+func queueIncidents(b *pgx.Batch, incidents map[[2]string]*fact.Incident) {
+	if len(incidents) == 0 {
+		return
+	}
+	keys := sortedKeys(incidents)
+	n := len(keys)
+	sources, ids, pipelines, envs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	opened, resolved := make([]*time.Time, n), make([]*time.Time, n)
+	causeDeployments, causeCommits := make([]*string, n), make([]*string, n)
+	for j, k := range keys {
+		i := incidents[k]
+		sources[j], ids[j], pipelines[j], envs[j] = i.Source, i.IncidentID, i.PipelineID, i.Environment
+		opened[j], resolved[j] = i.OpenedAt, i.ResolvedAt
+		causeDeployments[j], causeCommits[j] = null(i.CauseDeploymentID), null(i.CauseCommitID)
+	}
+	b.Queue(upsertIncidents, sources, ids, pipelines, envs, opened, resolved, causeDeployments, causeCommits)
+}
+
+// sortedKeys are m's keys in order, so that concurrent writers lock rows in the same order.
+func sortedKeys[K ~[2]string | ~[4]string, V any](m map[K]V) []K {
+	return slices.SortedFunc(maps.Keys(m), func(a, b K) int {
+		for i := range len(a) {
+			if c := strings.Compare(a[i], b[i]); c != 0 {
+				return c
+			}
+		}
+		return 0
+	})
 }
 
 // columns turns a set of N-tuples into N sorted columns, nil when the set is empty.
