@@ -150,6 +150,28 @@ func TestVerifyJustBeforeExpiry(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// A verified token is remembered, but still expires on time and does not vouch for a
+// tampered copy of itself.
+func TestVerifyRemembersOnlyWhatItChecked(t *testing.T) {
+	t.Parallel()
+	now := issuedAt
+	tk := NewTokens([]string{testSecret}, time.Hour, DefaultRefreshWindow)
+	tk.now = func() time.Time { return now }
+	token, _, err := tk.Issue("ci", RoleReader)
+	require.NoError(t, err)
+	for range 2 {
+		claims, err := tk.Verify(token)
+		require.NoError(t, err)
+		require.Equal(t, "ci", claims.Subject)
+	}
+	_, err = tk.Verify(tamper(t, token))
+	require.ErrorIs(t, err, ErrUnauthorized)
+
+	now = issuedAt.Add(time.Hour)
+	_, err = tk.Verify(token)
+	require.ErrorIs(t, err, ErrExpired)
+}
+
 // tamper swaps the subject of a token's payload for another, keeping its signature.
 func tamper(t *testing.T, token string) string {
 	t.Helper()
@@ -297,4 +319,26 @@ func TestPasswords(t *testing.T) {
 	require.ErrorIs(t, err, ErrBadPassword)
 	_, err = HashPassword(strings.Repeat("x", 73))
 	require.ErrorIs(t, err, ErrBadPassword, "bcrypt would ignore the bytes after 72")
+}
+
+// BenchmarkVerify is a token's first verification (signature and JSON claims) against its
+// repeats, which the ingest serves from memory.
+func BenchmarkVerify(b *testing.B) {
+	tk := NewTokens([]string{testSecret}, time.Hour, DefaultRefreshWindow)
+	token, _, err := tk.Issue("ci", RoleReader)
+	require.NoError(b, err)
+	b.Run("first", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := tk.verify(token); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("repeat", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := tk.Verify(token); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
