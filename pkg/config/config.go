@@ -157,7 +157,7 @@ const MinJWTSecret = 32
 
 // WriterTuning shapes the writer.
 type WriterTuning struct {
-	BatchSize  int           `env:"DEVOPSTIC_WRITER_BATCH_SIZE" envDefault:"500"`
+	BatchSize  int           `env:"DEVOPSTIC_WRITER_BATCH_SIZE" envDefault:"1000"`
 	BatchWait  time.Duration `env:"DEVOPSTIC_WRITER_BATCH_WAIT" envDefault:"50ms"`
 	MaxDeliver int           `env:"DEVOPSTIC_WRITER_MAX_DELIVER" envDefault:"5"`
 	AckWait    time.Duration `env:"DEVOPSTIC_WRITER_ACK_WAIT" envDefault:"30s"`

@@ -43,7 +43,7 @@ func TestParseDefaults(t *testing.T) {
 	require.Equal(t, 50, c.Auth.LoginUserAttempts)
 	require.Equal(t, 15*time.Minute, c.Auth.LoginWindow)
 	require.Empty(t, c.HTTP.AdminAddr)
-	require.Equal(t, 500, c.Writer.BatchSize)
+	require.Equal(t, 1000, c.Writer.BatchSize)
 	require.Equal(t, 8760*time.Hour, c.NATS.StreamMaxAge)
 	require.Equal(t, 24*time.Hour, c.NATS.DuplicateWindow)
 	require.Empty(t, c.NATS.URL)
