@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -176,6 +178,9 @@ type Options struct {
 	Fast bool
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+	// Settings are more postgresql.conf settings (name → value, quoted as needed), written
+	// after the others so that they win.
+	Settings map[string]string
 }
 
 // Cluster is a running PostgreSQL server. Its methods are not safe for
@@ -413,6 +418,9 @@ func (c *Cluster) writeConf(port int) error {
 	}
 	if c.opts.Fast {
 		b.WriteString("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.opts.Settings)) {
+		fmt.Fprintf(&b, "%s = %s\n", name, c.opts.Settings[name])
 	}
 	path := filepath.Join(dataDir, confName)
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {

@@ -6,15 +6,28 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/devopstic/devopstic/pkg/bench"
 	"github.com/devopstic/devopstic/pkg/config"
 	"github.com/devopstic/devopstic/pkg/pgcluster"
 	"github.com/devopstic/devopstic/pkg/stream"
 )
+
+// benchPostgres is how the benchmark's Postgres differs from a fresh cluster: as a server
+// sized for 10 million events would be tuned. Durability stays on (fsync, synchronous_commit,
+// full_page_writes): the writer's figures are real commits. A default 128 MB of shared buffers
+// and 1 GB of WAL between checkpoints make every insert into a large index a page fetched from
+// the OS and, after each checkpoint, a full page image written to the WAL.
+var benchPostgres = map[string]string{
+	"shared_buffers":     "'2GB'",
+	"max_wal_size":       "'8GB'",
+	"checkpoint_timeout": "'15min'",
+}
 
 // benchmark is `make bench`: it starts a throwaway Postgres and NATS JetStream server of its
 // own, runs the ingest and writer binaries found beside this one against them (pkg/bench),
@@ -26,6 +39,15 @@ func benchmark(ctx context.Context, cfg config.AllInOne, args []string, stdout, 
 	scale := fs.Float64("scale", 1, "size factor: 1 is 10M events for the metrics API and a 1M backlog; 0.01 is quick")
 	ingestBin := fs.String("ingest", filepath.Join(filepath.Dir(self), "ingest"), "the ingest binary")
 	writerBin := fs.String("writer", filepath.Join(filepath.Dir(self), "writer"), "the writer binary")
+	settings := maps.Clone(benchPostgres)
+	fs.Func("pg", "a postgresql.conf setting `name=value` for the throwaway Postgres, over the defaults (repeatable)", func(v string) error {
+		name, value, ok := strings.Cut(v, "=")
+		if !ok || name == "" {
+			return fmt.Errorf("want name=value, not %q", v)
+		}
+		settings[name] = value
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,8 +74,9 @@ func benchmark(ctx context.Context, cfg config.AllInOne, args []string, stdout, 
 		return err
 	}
 	fmt.Fprintln(stderr, "starting a throwaway PostgreSQL and NATS JetStream under", dir)
-	// Postgres with its production settings (fsync on): the writer's figures are real commits.
-	cluster, err := pgcluster.Start(ctx, pgcluster.Options{BinDir: binDir, DataDir: filepath.Join(dir, "postgres"), Log: stderr})
+	fmt.Fprintln(stderr, "PostgreSQL settings:", settings)
+	cluster, err := pgcluster.Start(ctx, pgcluster.Options{BinDir: binDir, DataDir: filepath.Join(dir, "postgres"), Log: stderr,
+		Settings: settings})
 	if err != nil {
 		return fmt.Errorf("bench: start PostgreSQL: %w", err)
 	}
