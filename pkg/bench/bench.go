@@ -8,6 +8,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -237,6 +238,30 @@ func (r *runner) measureCeilings(ctx context.Context) error {
 	r.ceilings["async"] = res.rate()
 	r.add(Row{Figure: fmt.Sprintf("ceiling: JetStream publish, asynchronous, %d acks outstanding", asyncWindow), Measured: perSecond(res.rate())})
 
+	// HTTP alone: the same requests answered by a server that does nothing with them.
+	base, stop, err := httpServer()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	for _, n := range []int{1, 16, 64} {
+		res := closedLoop(ctx, n, r.sizes.step, http.StatusAccepted, func(w, i int) (*http.Request, int) {
+			req, err := http.NewRequest(http.MethodPost, base+"/events", bytes.NewReader(data))
+			if err != nil {
+				panic(err) // the URL is ours and valid
+			}
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+jwtSecret) // a header of a token's size
+			return req, 1
+		})
+		if res.failed > 0 {
+			return fmt.Errorf("HTTP ceiling: %d requests failed: %s", res.failed, res.firstFail)
+		}
+		r.ceilings[fmt.Sprintf("http%d", n)] = res.rate()
+		r.add(Row{Figure: fmt.Sprintf("ceiling: HTTP POST answered 202 by fiber doing nothing (in the bench process), %d clients", n),
+			Measured: fmt.Sprintf("%s (p50 %s, p99 %s)", perSecond(res.rate()), millis(res.percentile(0.5)), millis(res.percentile(0.99)))})
+	}
+
 	// The writer's first backlog doubles as the rows COPY writes: the same events.
 	rate, err := copyCeiling(ctx, r.pool, backlogEvents("backlog-empty", r.sizes.backlog))
 	if err != nil {
@@ -380,9 +405,14 @@ func (r *runner) measureIngest(ctx context.Context) error {
 			Measured: fmt.Sprintf("%s (p50 %s, p99 %s, %d failed)", perSecond(res.rate()), millis(res.percentile(0.5)), millis(res.percentile(0.99)), res.failed),
 			Baseline: fmt.Sprintf("%s (publish %s)", perSecond(r.ceilings[c.ceiling]), c.ceiling)}
 		if c.want > 0 {
-			row.Target = fmt.Sprintf("≥ %.0f%% of the ceiling", c.want*100)
+			row.Target = fmt.Sprintf("≥ %.0f%% of the publish ceiling", c.want*100)
 		}
 		row = compare(row, res.rate(), r.ceilings[c.ceiling], c.want)
+		if httpRate := r.ceilings[fmt.Sprintf("http%d", c.workers)]; strings.Contains(c.figure, "single") && httpRate > 0 {
+			// Single events also against HTTP alone: what is left once requests are made at all.
+			row.Baseline += fmt.Sprintf("; %s (HTTP%d)", perSecond(httpRate), c.workers)
+			row.Ratio += fmt.Sprintf("; %.2f of HTTP", res.rate()/httpRate)
+		}
 		if c.ceiling == "sync64" && c.workers == 64 {
 			// Concurrency 64 must not fall below 16, and must stay quick.
 			row.Target = "≥ the rate at 16 clients; p99 < 50 ms"

@@ -3,11 +3,13 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -148,4 +150,19 @@ func copyCeiling(ctx context.Context, pool *pgxpool.Pool, raws [][]byte) (float6
 		spent += time.Since(t)
 	}
 	return float64(len(raws)) / spent.Seconds(), nil
+}
+
+// httpServer is the HTTP ceiling's server: fiber, as the ingest, answering every POST /events
+// with a 202 and doing nothing else. It runs in the bench process; the returned func stops it.
+func httpServer() (string, func(), error) {
+	app := fiber.New(fiber.Config{DisableStartupMessage: true})
+	app.Post("/events", func(c *fiber.Ctx) error {
+		return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"accepted": 1})
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("listen: %w", err)
+	}
+	go func() { _ = app.Listener(ln) }()
+	return "http://" + ln.Addr().String(), func() { _ = app.Shutdown() }, nil
 }

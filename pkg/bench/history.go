@@ -231,6 +231,16 @@ func eventRow(e fact.Event) []any {
 }
 
 func (t *tables) copy(ctx context.Context, pool *pgxpool.Pool) error {
+	// The pipelines and environments of this chunk's deployments, for GET /api/v1/pipelines.
+	seen := map[[2]string]bool{}
+	var pipelines, envs []string
+	for _, d := range t.deployments {
+		key := [2]string{d[1].(string), d[2].(string)}
+		if !seen[key] {
+			seen[key] = true
+			pipelines, envs = append(pipelines, key[0]), append(envs, key[1])
+		}
+	}
 	copies := []struct {
 		table   string
 		columns []string
@@ -250,8 +260,10 @@ func (t *tables) copy(ctx context.Context, pool *pgxpool.Pool) error {
 		}
 		*c.rows = (*c.rows)[:0]
 	}
-	_, err := pool.Exec(ctx, `INSERT INTO pipelines SELECT DISTINCT pipeline_id FROM deployments ON CONFLICT DO NOTHING;
-		INSERT INTO pipeline_environments SELECT DISTINCT pipeline_id, environment FROM deployments ON CONFLICT DO NOTHING`)
+	_, err := pool.Exec(ctx, `
+		WITH seen AS (SELECT * FROM unnest($1::text[], $2::text[]) AS s(pipeline_id, environment)),
+		     p AS (INSERT INTO pipelines SELECT DISTINCT pipeline_id FROM seen ON CONFLICT DO NOTHING)
+		INSERT INTO pipeline_environments SELECT * FROM seen ON CONFLICT DO NOTHING`, pipelines, envs)
 	if err != nil {
 		return fmt.Errorf("list pipelines: %w", err)
 	}
