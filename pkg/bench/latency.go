@@ -98,7 +98,11 @@ func (r *runner) pollRows(ctx context.Context, mu *sync.Mutex, pending map[strin
 		}
 		mu.Unlock()
 		if len(ids) > 0 {
-			rows, err := r.pool.Query(ctx, `SELECT commit_id FROM changes WHERE pipeline_id = $1 AND commit_id = ANY($2)`, e2ePipeline, ids)
+			// A join on the primary key, not commit_id = ANY($2): with the stale statistics of
+			// a table that just took a million rows, the planner chose a sequential scan that
+			// compared every row with every pending id, seconds per poll.
+			rows, err := r.pool.Query(ctx, `SELECT c.commit_id FROM unnest($2::text[]) AS p(commit_id)
+				JOIN changes c ON c.pipeline_id = $1 AND c.commit_id = p.commit_id`, e2ePipeline, ids)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
