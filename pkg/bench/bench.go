@@ -204,6 +204,14 @@ func verdict(ok bool) string {
 	return "MISSED"
 }
 
+// plural is "1 client", "16 clients".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 func perSecond(v float64) string { return fmt.Sprintf("%.0f/s", v) }
 
 func millis(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
@@ -228,7 +236,7 @@ func (r *runner) measureCeilings(ctx context.Context) error {
 			return err
 		}
 		r.ceilings[fmt.Sprintf("sync%d", n)] = res.rate()
-		r.add(Row{Figure: fmt.Sprintf("ceiling: JetStream publish, synchronous, %d publishers", n),
+		r.add(Row{Figure: fmt.Sprintf("ceiling: JetStream publish, synchronous, %s", plural(n, "publisher")),
 			Measured: fmt.Sprintf("%s (p50 %s, p99 %s)", perSecond(res.rate()), millis(res.percentile(0.5)), millis(res.percentile(0.99)))})
 	}
 	res, err := asyncPublish(ctx, r.nc, r.sizes.step, data, "async")
@@ -258,7 +266,7 @@ func (r *runner) measureCeilings(ctx context.Context) error {
 			return fmt.Errorf("HTTP ceiling: %d requests failed: %s", res.failed, res.firstFail)
 		}
 		r.ceilings[fmt.Sprintf("http%d", n)] = res.rate()
-		r.add(Row{Figure: fmt.Sprintf("ceiling: HTTP POST answered 202 by fiber doing nothing (in the bench process), %d clients", n),
+		r.add(Row{Figure: fmt.Sprintf("ceiling: HTTP POST answered 202 by fiber doing nothing (in the bench process), %s", plural(n, "client")),
 			Measured: fmt.Sprintf("%s (p50 %s, p99 %s)", perSecond(res.rate()), millis(res.percentile(0.5)), millis(res.percentile(0.99)))})
 	}
 

@@ -39,11 +39,11 @@ func TestTinyRun(t *testing.T) {
 	bench.Print(&table, rows, 0.0001, 2)
 	t.Log(table.String())
 	for _, figure := range []string{
-		"ceiling: JetStream publish, synchronous, 1 publishers",
+		"ceiling: JetStream publish, synchronous, 1 publisher",
 		"ceiling: JetStream publish, synchronous, 16 publishers",
 		"ceiling: JetStream publish, synchronous, 64 publishers",
 		"ceiling: JetStream publish, asynchronous",
-		"ceiling: HTTP POST answered 202 by fiber doing nothing (in the bench process), 1 clients",
+		"ceiling: HTTP POST answered 202 by fiber doing nothing (in the bench process), 1 client",
 		"ceiling: HTTP POST answered 202 by fiber doing nothing (in the bench process), 16 clients",
 		"ceiling: HTTP POST answered 202 by fiber doing nothing (in the bench process), 64 clients",
 		"ceiling: Postgres COPY",
