@@ -191,7 +191,7 @@ func Serve(ctx context.Context, ln net.Listener, app *fiber.App) error {
 func Write(ctx context.Context, cfg config.WriterTuning, dbURL string, js jetstream.JetStream, st *store.Store, reg *metrics.Registry, log *slog.Logger) error {
 	err := Retry(ctx, log, "database migrations", func(ctx context.Context) error { return store.Migrate(ctx, dbURL) })
 	if err != nil {
-		return stoppedOr(ctx, err)
+		return Stopped(ctx, err)
 	}
 	var cons jetstream.Consumer
 	err = Retry(ctx, log, "NATS consumer "+stream.ConsumerName, func(ctx context.Context) (err error) {
@@ -199,7 +199,7 @@ func Write(ctx context.Context, cfg config.WriterTuning, dbURL string, js jetstr
 		return err
 	})
 	if err != nil {
-		return stoppedOr(ctx, err)
+		return Stopped(ctx, err)
 	}
 	log.Info("writer consuming", "stream", stream.StreamName, "consumer", stream.ConsumerName, "batch_size", cfg.BatchSize, "batch_wait", cfg.BatchWait)
 	w := writer.New(cons, st, writer.Config{
@@ -212,9 +212,9 @@ func Write(ctx context.Context, cfg config.WriterTuning, dbURL string, js jetstr
 	return w.Run(ctx)
 }
 
-// stoppedOr is nil when the wait ended because ctx was done (a shutdown is no failure), err
-// otherwise.
-func stoppedOr(ctx context.Context, err error) error {
+// Stopped is nil when a wait ended because ctx was done (a shutdown while starting is no
+// failure), err otherwise.
+func Stopped(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return nil
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,7 @@ import (
 func runWriterProcess() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	fmt.Println(writerReady) // from here on a SIGTERM is a graceful stop (see writerProcess)
 	err := func() error {
 		var cfg config.Writer
 		if err := config.Parse(&cfg, nil); err != nil {
@@ -53,7 +55,7 @@ func runWriterProcess() {
 		defer st.Close()
 		js, err := service.EnsureStream(ctx, nc, cfg.NATS, log)
 		if err != nil {
-			return err
+			return service.Stopped(ctx, err) // a SIGTERM while waiting for NATS is a clean stop
 		}
 		err = service.Write(ctx, cfg.Writer, cfg.Database.ConnString(), js, st, nil, log)
 		_ = nc.FlushTimeout(2 * time.Second)
@@ -66,7 +68,27 @@ func runWriterProcess() {
 	os.Exit(0)
 }
 
-// writerProcess starts a writer process on dbURL and natsURL.
+// writerReady is the line a writer process prints once it handles SIGTERM.
+const writerReady = "writer process ready"
+
+// readyWriter passes a writer process's output on, except the writerReady line, which closes
+// ready.
+type readyWriter struct {
+	ready chan struct{}
+	seen  bool
+}
+
+func (r *readyWriter) Write(p []byte) (int, error) {
+	if !r.seen && bytes.Contains(p, []byte(writerReady)) {
+		r.seen = true
+		close(r.ready)
+		return len(p), nil
+	}
+	return os.Stdout.Write(p)
+}
+
+// writerProcess starts a writer process on dbURL and natsURL, and returns once it handles
+// SIGTERM: a SIGTERM sent before then would kill it outright, as the Go runtime's default.
 func writerProcess(t testing.TB, dbURL, natsURL string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
@@ -81,7 +103,8 @@ func writerProcess(t testing.TB, dbURL, natsURL string) *exec.Cmd {
 		"DEVOPSTIC_WRITER_RETRY_MAX=500ms",
 		"DEVOPSTIC_LOG_LEVEL=error",
 	)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	ready := &readyWriter{ready: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = ready, os.Stderr
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
@@ -89,6 +112,11 @@ func writerProcess(t testing.TB, dbURL, natsURL string) *exec.Cmd {
 			_ = cmd.Wait()
 		}
 	})
+	select {
+	case <-ready.ready:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the writer process did not start within 30s")
+	}
 	return cmd
 }
 

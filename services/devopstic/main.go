@@ -135,7 +135,7 @@ func serve(ctx context.Context, cfg config.AllInOne, ln net.Listener, log *slog.
 
 	js, err := service.EnsureStream(ctx, nc, cfg.NATS, log)
 	if err != nil {
-		return err
+		return service.Stopped(ctx, err) // a SIGTERM while waiting for NATS is a clean stop
 	}
 	// One registry for both roles: GET /metrics shows the ingest's and the writer's series.
 	reg := metrics.NewRegistry()

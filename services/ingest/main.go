@@ -61,7 +61,7 @@ func run(ctx context.Context) error {
 	}()
 	js, err := service.EnsureStream(ctx, nc, cfg.NATS, log)
 	if err != nil {
-		return err
+		return service.Stopped(ctx, err) // a SIGTERM while waiting for NATS is a clean stop
 	}
 	app, err := service.Ingest(cfg, nc, js, st, metrics.NewRegistry(), log)
 	if err != nil {

@@ -70,7 +70,7 @@ func run(ctx context.Context) error {
 	defer st.Close()
 	js, err := service.EnsureStream(ctx, nc, cfg.NATS, log)
 	if err != nil {
-		return err
+		return service.Stopped(ctx, err) // a SIGTERM while waiting for NATS is a clean stop
 	}
 	err = service.Write(ctx, cfg.Writer, cfg.Database.ConnString(), js, st, reg, log)
 	_ = nc.FlushTimeout(2 * time.Second)
