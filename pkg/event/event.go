@@ -203,12 +203,15 @@ func contentID(e Event) string {
 	parts := []string{e.Type, e.PipelineID, e.Environment, e.CommitID, strconv.Itoa(len(commits))}
 	parts = append(parts, commits...)
 	parts = append(parts, pr, e.DeploymentID, e.IncidentID, e.Status, e.Timestamp.UTC().Format(time.RFC3339Nano))
-	h := sha256.New()
+	// Each part length-prefixed ("<len>:<part>;") so that no two different field lists hash
+	// the same bytes.
+	var b []byte
 	for _, p := range parts {
-		// Length-prefixed so that no two different field lists hash the same bytes.
-		fmt.Fprintf(h, "%d:%s;", len(p), p)
+		b = strconv.AppendInt(b, int64(len(p)), 10)
+		b = append(append(append(b, ':'), p...), ';')
 	}
-	return "sha256-" + hex.EncodeToString(h.Sum(nil)[:16])
+	sum := sha256.Sum256(b)
+	return "sha256-" + hex.EncodeToString(sum[:16])
 }
 
 func hasProblem(errs []Problem, field string) bool {

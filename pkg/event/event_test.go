@@ -765,3 +765,27 @@ func TestFacts(t *testing.T) {
 		}}, set.Incidents)
 	})
 }
+
+// A content id must never change between versions: within the duplicate window, a CI job that
+// retries its POST across an upgrade would otherwise be counted twice. The value was computed by
+// the first implementation (fmt.Fprintf into the hash), before contentID was rewritten for speed.
+func TestContentIDIsStable(t *testing.T) {
+	t.Parallel()
+	e, err := event.Decode([]byte(`{"type":"deploy","pipeline_id":"api","environment":"production","commit_id":"abc",
+		"commits":["b","a"],"pull_request_id":7,"deployment_id":"run-9","status":"success",
+		"timestamp":"2026-11-25T10:00:00.123Z"}`), time.Now())
+	require.NoError(t, err)
+	require.Equal(t, "sha256-af525e687ae65df7f758221903cfd248", e.ID)
+}
+
+// BenchmarkDecode is the edge's and the writer's cost of one event: a deploy without an id,
+// so its content id is computed.
+func BenchmarkDecode(b *testing.B) {
+	raw := []byte(`{"type":"deploy","pipeline_id":"pipeline-0042","environment":"production","commit_id":"pipeline-0042-000017","deployment_id":"d-17","status":"success","timestamp":1790000300}`)
+	now := time.Now()
+	for b.Loop() {
+		if _, err := event.Decode(raw, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
