@@ -96,11 +96,24 @@ func (s *stack) mustCLI(stdin string, args ...string) string {
 	return out
 }
 
-// newKey creates an API key with the CLI and returns it.
+// newKey creates an API key with the CLI and returns it once the ingest knows it. A new key
+// reaches the ingest as a revocation does, through its watch of the auth bucket: within
+// moments, not necessarily before the command returns.
 func (s *stack) newKey(name, scope string) string {
 	s.t.Helper()
 	key := strings.TrimSpace(s.mustCLI("", "apikey", "create", "--name", name, "--scope", scope))
 	require.True(s.t, auth.IsAPIKey(key), key)
+	created := time.Now()
+	for {
+		// Any answer but 401 (200, or 403 for a write-only key, or 503 without Postgres)
+		// means the key was recognised.
+		status, body := s.callRoute("GET", "/api/v1/pipelines", key)
+		if status != http.StatusUnauthorized {
+			break
+		}
+		require.Less(s.t, time.Since(created), 5*time.Second, "the new key is still unknown: %s", body)
+		time.Sleep(2 * time.Millisecond)
+	}
 	return key
 }
 
