@@ -78,7 +78,8 @@ func sizesAt(scale float64) sizes {
 
 func clampDuration(d, lo, hi time.Duration) time.Duration { return min(max(d, lo), hi) }
 
-// Credentials the ingest process is started with.
+// Credentials of the bench's own throwaway ingest process, which listens on 127.0.0.1 for the
+// length of a run: placeholders, not secrets.
 const (
 	username      = "bench"
 	password      = "bench-password-not-secret"
