@@ -7,16 +7,18 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/helmet"
 	"github.com/gofiber/fiber/v2/middleware/recover"
-	"github.com/gofiber/fiber/v2/middleware/requestid"
+	"github.com/gofiber/fiber/v2/utils"
 
 	"github.com/devopstic/devopstic/pkg/alertmanager"
 	"github.com/devopstic/devopstic/pkg/auth"
@@ -90,7 +92,17 @@ func New(cfg Config, deps Deps) *fiber.App {
 	}
 	s := &server{cfg: cfg, deps: deps, limiter: auth.NewLimiter(cfg.LoginLimits), metrics: newAPIMetrics(deps.Metrics)}
 	app := fiber.New(fiber.Config{
-		AppName:                 "devopstic",
+		AppName: "devopstic",
+		// Every string a handler reads from the request (headers, path parameters, the
+		// client's address, query values) is a copy, not a view into fasthttp's buffer, which
+		// the connection's next request overwrites: a string kept beyond its request (a cache
+		// key, a throttle's key, a log line) can then never change under its holder. Copying
+		// at each boundary instead would be cheaper by a few allocations a request and unsafe
+		// the first time someone forgets one (see docs/security.md and make bench).
+		Immutable: true,
+		// Routes match their documented case only: a path the router accepted under another
+		// spelling once escaped the credential redaction of the logs.
+		CaseSensitive:           true,
 		BodyLimit:               cfg.BodyLimit,
 		DisableStartupMessage:   true,
 		ErrorHandler:            s.errorHandler,
@@ -101,7 +113,7 @@ func New(cfg Config, deps Deps) *fiber.App {
 		EnableTrustedProxyCheck: true, // with no trusted proxy, ProxyHeader is never believed
 		TrustedProxies:          cfg.TrustedProxies,
 	})
-	app.Use(recover.New(), requestid.New(), securityHeaders(), s.measure, s.logRequests)
+	app.Use(recover.New(), requestID, secure, s.measure, s.logRequests, checkQuery)
 
 	app.Get("/health", s.health)
 	app.Get("/healthz", s.health)
@@ -133,8 +145,9 @@ func New(cfg Config, deps Deps) *fiber.App {
 // should not share the public address. The writer serves it too, without readiness.
 func NewAdmin(deps Deps) *fiber.App {
 	s := &server{deps: deps}
-	app := fiber.New(fiber.Config{AppName: "devopstic-admin", DisableStartupMessage: true, ErrorHandler: s.errorHandler})
-	app.Use(recover.New(), securityHeaders())
+	app := fiber.New(fiber.Config{AppName: "devopstic-admin", DisableStartupMessage: true, ErrorHandler: s.errorHandler,
+		Immutable: true, CaseSensitive: true})
+	app.Use(recover.New(), secure)
 	app.Get("/healthz", s.health)
 	if deps.Ready != nil {
 		app.Get("/readyz", s.ready)
@@ -145,15 +158,78 @@ func NewAdmin(deps Deps) *fiber.App {
 	return app
 }
 
-// securityHeaders are helmet's, tightened for an API that serves JSON only: nothing may be
-// framed, loaded or cached from it.
-func securityHeaders() fiber.Handler {
-	return helmet.New(helmet.Config{
-		XFrameOptions:         "DENY",
-		ContentSecurityPolicy: "default-src 'none'; frame-ancestors 'none'",
-		HSTSMaxAge:            31536000, // sent over HTTPS only
-		HSTSExcludeSubdomains: true,
+// securityHeaders are set on every answer, the errors that fasthttp answers before any
+// middleware runs (413) included: helmet's defaults, tightened for an API that serves JSON
+// only: nothing may be framed, loaded or cached from it.
+var securityHeaders = [][2]string{
+	{fiber.HeaderXContentTypeOptions, "nosniff"},
+	{fiber.HeaderXFrameOptions, "DENY"},
+	{fiber.HeaderContentSecurityPolicy, "default-src 'none'; frame-ancestors 'none'"},
+	{fiber.HeaderXXSSProtection, "0"},
+	{"Referrer-Policy", "no-referrer"},
+	{"Cross-Origin-Embedder-Policy", "require-corp"},
+	{"Cross-Origin-Opener-Policy", "same-origin"},
+	{"Cross-Origin-Resource-Policy", "same-origin"},
+	{"Origin-Agent-Cluster", "?1"},
+	{"X-DNS-Prefetch-Control", "off"},
+	{"X-Download-Options", "noopen"},
+	{"X-Permitted-Cross-Domain-Policies", "none"},
+}
+
+func setSecurityHeaders(c *fiber.Ctx) {
+	for _, h := range securityHeaders {
+		c.Set(h[0], h[1])
+	}
+	if c.Protocol() == "https" {
+		c.Set(fiber.HeaderStrictTransportSecurity, "max-age=31536000")
+	}
+}
+
+func secure(c *fiber.Ctx) error {
+	setSecurityHeaders(c)
+	return c.Next()
+}
+
+// maxRequestID bounds a client's X-Request-ID, which every answer and log line repeats.
+const maxRequestID = 128
+
+// requestID gives every request an id, answered in X-Request-ID and logged: the client's own
+// when it is short printable ASCII without spaces (a proxy's or a CI system's id, to follow
+// one request across systems), a new one otherwise.
+func requestID(c *fiber.Ctx) error {
+	id := c.Get(fiber.HeaderXRequestID)
+	if !validRequestID(id) {
+		id = utils.UUIDv4()
+	}
+	c.Set(fiber.HeaderXRequestID, id)
+	return c.Next()
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestID {
+		return false
+	}
+	for i := range len(id) {
+		if id[i] <= ' ' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// checkQuery refuses a query parameter that is not UTF-8 text, or holds a NUL, with a 400
+// that names it: no handler (nor Postgres, which refuses both) sees such a value.
+func checkQuery(c *fiber.Ctx) error {
+	var bad []byte
+	c.Context().QueryArgs().VisitAll(func(key, value []byte) {
+		if bad == nil && (!utf8.Valid(value) || bytes.IndexByte(value, 0) >= 0 || !utf8.Valid(key) || bytes.IndexByte(key, 0) >= 0) {
+			bad = key
+		}
 	})
+	if bad != nil {
+		return fail(c, fmt.Errorf("%w: query parameter %q must be UTF-8 text without NUL characters", errBadParameter, bytes.ToValidUTF8(bad, []byte("?"))))
+	}
+	return c.Next()
 }
 
 func (s *server) health(c *fiber.Ctx) error {
@@ -171,7 +247,7 @@ func (s *server) ready(c *fiber.Ctx) error {
 
 // logRequests logs failures at info and everything else at debug, with the request id.
 func (s *server) logRequests(c *fiber.Ctx) error {
-	start := time.Now()
+	start, own := time.Now(), c.Route()
 	err := c.Next()
 	if err != nil {
 		// Let the error handler set the status before it is logged.
@@ -188,7 +264,7 @@ func (s *server) logRequests(c *fiber.Ctx) error {
 		level = slog.LevelWarn
 	}
 	s.deps.Log.Log(c.UserContext(), level, "request",
-		"method", c.Method(), "path", loggedPath(c), "status", status,
+		"method", c.Method(), "path", loggedPath(c, own), "status", status,
 		"duration", time.Since(start), "request_id", c.GetRespHeader(fiber.HeaderXRequestID), "ip", c.IP())
 	return nil
 }
@@ -196,6 +272,7 @@ func (s *server) logRequests(c *fiber.Ctx) error {
 // errorHandler answers errors that escape a handler (a fiber.Error such as 404, 405 or 413)
 // in the API's error shape.
 func (s *server) errorHandler(c *fiber.Ctx, err error) error {
+	setSecurityHeaders(c) // the middleware has not run for the errors fasthttp answers itself
 	var ferr *fiber.Error
 	if errors.As(err, &ferr) {
 		msg := ferr.Message
@@ -207,15 +284,21 @@ func (s *server) errorHandler(c *fiber.Ctx, err error) error {
 	return fail(c, err)
 }
 
-// loggedPath is the request's path with the credential of POST /webhook/:token/events
-// replaced, so that logs never hold a token or a key.
-func loggedPath(c *fiber.Ctx) string {
-	path := c.Path()
-	if rest, ok := strings.CutPrefix(path, "/webhook/"); ok {
-		if _, tail, ok := strings.Cut(rest, "/"); ok {
-			return "/webhook/REDACTED/" + tail
-		}
-		return "/webhook/REDACTED"
+// loggedPath is what the logs say of a request's path: the pattern of the route that matched
+// (/webhook/:token/events, never the credential in its place), or for a path no route matched
+// its first segment only, and only when that is as short as a route's (a credential is not).
+// Logging the pattern rather than redacting the path cannot miss a spelling of a route; own is
+// the route of the middleware asking, which c.Route() still is when nothing matched.
+func loggedPath(c *fiber.Ctx, own *fiber.Route) string {
+	if r := c.Route(); r != own {
+		return r.Path
 	}
-	return path
+	first, rest, _ := strings.Cut(strings.TrimPrefix(c.Path(), "/"), "/")
+	if len(first) > 16 {
+		first = "…"
+	}
+	if rest != "" {
+		return "/" + first + "/…"
+	}
+	return "/" + first
 }

@@ -63,10 +63,10 @@ func fail(c *fiber.Ctx, err error) error {
 		return c.Status(fiber.StatusServiceUnavailable).JSON(errorBody{Error: "the event stream is unavailable; nothing was accepted, retry the request"})
 	case store.IsTransient(err):
 		c.Set(fiber.HeaderRetryAfter, retryAfterSeconds)
-		slog.Default().Warn("database unavailable", "path", c.Path(), "error", err)
+		slog.Default().Warn("database unavailable", "route", c.Route().Path, "error", err)
 		return c.Status(fiber.StatusServiceUnavailable).JSON(errorBody{Error: "the database is unavailable; retry later (events are still accepted)"})
 	default:
-		slog.Default().Error("internal error", "path", c.Path(), "error", err)
+		slog.Default().Error("internal error", "route", c.Route().Path, "error", err)
 		return c.Status(fiber.StatusInternalServerError).JSON(errorBody{Error: "internal error"})
 	}
 }

@@ -31,28 +31,32 @@ type loginBody struct {
 	Password string `json:"password"`
 }
 
-// postTokens exchanges a login for a token (the original API's answer shape). Failed logins
-// are throttled per client address and per username; a throttled attempt is refused before
-// its password is looked at.
+// postTokens exchanges a login for a token (the original API's answer shape). Logins are
+// throttled per client address and per username; a throttled attempt is refused before its
+// password is looked at.
 func (s *server) postTokens(c *fiber.Ctx) error {
 	var login loginBody
 	if err := json.Unmarshal(c.Body(), &login); err != nil {
 		return fail(c, fmt.Errorf(`%w: send {"username": "...", "password": "..."}`, errBadRequest))
 	}
-	if err := s.limiter.Allow(c.IP(), login.Username); err != nil {
+	if err := auth.CheckUsername(login.Username); err != nil {
+		return fail(c, fmt.Errorf("%w: username: %w", errBadRequest, err))
+	}
+	// The attempt counts as failed until the password is found right: every failure counts,
+	// not only a wrong password (while Postgres is down a wrong guess of the configured
+	// password answers 503, and must not be a free guess).
+	ip := c.IP()
+	if err := s.limiter.Reserve(ip, login.Username); err != nil {
 		return fail(c, err)
 	}
 	role, err := s.login(c.UserContext(), login.Username, login.Password)
 	if err != nil {
-		// Every failure counts, not only a wrong password: while Postgres is down a wrong
-		// guess of the configured password answers 503, and must not be a free guess.
-		s.limiter.Failed(c.IP(), login.Username)
 		if errors.Is(err, auth.ErrUnauthorized) {
 			return fail(c, errBadLogin)
 		}
 		return fail(c, err)
 	}
-	s.limiter.Succeeded(login.Username)
+	s.limiter.Succeeded(ip, login.Username)
 	token, exp, err := s.deps.Tokens.Issue(login.Username, role)
 	return s.answerToken(c, token, exp, err)
 }

@@ -233,7 +233,9 @@ func (t *Tokens) Verify(token string) (Claims, error) {
 	if len(t.verified) >= verifiedCap {
 		clear(t.verified)
 	}
-	t.verified[token] = claims
+	// A copy: the caller's string may be borrowed from a request buffer that the next
+	// request overwrites, and a map key must never change.
+	t.verified[strings.Clone(token)] = claims
 	t.mu.Unlock()
 	return claims, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"strings"
 	"sync"
 	"time"
 )
@@ -39,9 +40,9 @@ type LimiterConfig struct {
 	Window  time.Duration
 }
 
-// Limiter throttles failed logins per client address and per username: once either has failed
-// its limit within a window, further attempts are refused, right or wrong, until the window
-// (which starts at its first failure) ends. Each process counts on its own: N ingest replicas
+// Limiter throttles failed logins per client address and per username: once either has made
+// its limit of failed attempts within a window, further attempts are refused, right or wrong,
+// until the window (which starts at its first attempt) ends. Each process counts on its own: N ingest replicas
 // allow up to N times the limit.
 type Limiter struct {
 	cfg     LimiterConfig
@@ -64,47 +65,46 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 	return &Limiter{cfg: cfg, clients: map[string]*window{}, users: map[string]*window{}, now: time.Now}
 }
 
-// Allow is nil when a login by username from ip may be attempted, else a *LimitError.
-func (l *Limiter) Allow(ip, username string) error {
+// Reserve counts a login attempt by username from ip, before its password is checked, or
+// refuses it with a *LimitError when the client or the username has used up its attempts in
+// the window. Counting before the check, under one lock, is what bounds guesses made at the
+// same time: of N concurrent attempts at most the limit get through, whatever N. The caller
+// reports a right password with Succeeded; a wrong one needs nothing more.
+func (l *Limiter) Reserve(ip, username string) error {
 	if l == nil || l.cfg.Window <= 0 {
 		return nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	if wait := l.blocked(l.clients, clientKey(ip), l.cfg.PerClient, now); wait > 0 {
+	client := clientKey(ip)
+	if wait := l.blocked(l.clients, client, l.cfg.PerClient, now); wait > 0 {
 		return &LimitError{By: "client address", RetryAfter: wait}
 	}
 	if wait := l.blocked(l.users, username, l.cfg.PerUser, now); wait > 0 {
 		return &LimitError{By: "username", RetryAfter: wait}
 	}
-	return nil
-}
-
-// Failed counts a failed login.
-func (l *Limiter) Failed(ip, username string) {
-	if l == nil || l.cfg.Window <= 0 {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
 	if l.cfg.PerClient > 0 {
-		l.count(l.clients, clientKey(ip), now)
+		l.count(l.clients, client, now)
 	}
 	if l.cfg.PerUser > 0 {
 		l.count(l.users, username, now)
 	}
+	return nil
 }
 
-// Succeeded forgets the username's failures. The client's stay: an attacker with an account of
-// their own must not reset their count by logging in between guesses.
-func (l *Limiter) Succeeded(username string) {
+// Succeeded takes back the attempt Reserve counted for ip, and forgets the username's
+// failures. The client's other failures stay: an attacker with an account of their own must
+// not reset their count by logging in between guesses.
+func (l *Limiter) Succeeded(ip, username string) {
 	if l == nil {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if w, ok := l.clients[clientKey(ip)]; ok && w.failures > 0 {
+		w.failures--
+	}
 	delete(l.users, username)
 }
 
@@ -134,7 +134,9 @@ func (l *Limiter) count(m map[string]*window, key string, now time.Time) {
 				}
 			}
 		}
-		m[key] = &window{start: now, failures: 1}
+		// A copy: the caller's string may be borrowed from a request buffer that the next
+		// request overwrites, and a map key must never change.
+		m[strings.Clone(key)] = &window{start: now, failures: 1}
 		return
 	}
 	w.failures++

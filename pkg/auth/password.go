@@ -3,7 +3,9 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
@@ -19,6 +21,25 @@ const (
 	MinPassword = 8
 	MaxPassword = 72
 )
+
+// MaxUsername is the longest username a login may name, in bytes: the database's users have at
+// most 64 characters, the configured login at most this.
+const MaxUsername = 128
+
+// CheckUsername is nil when name can be a login's username: UTF-8 text of at most MaxUsername
+// bytes without control characters. A login naming anything else is refused before it reaches
+// the throttle (whose keys it would become) or the database (which refuses a NUL).
+func CheckUsername(name string) error {
+	switch {
+	case len(name) > MaxUsername:
+		return fmt.Errorf("at most %d bytes", MaxUsername)
+	case !utf8.ValidString(name):
+		return errors.New("not valid UTF-8")
+	case strings.ContainsFunc(name, unicode.IsControl):
+		return errors.New("contains a control character")
+	}
+	return nil
+}
 
 // ErrBadPassword is a new password that does not meet the limits.
 var ErrBadPassword = errors.New("unacceptable password")

@@ -19,6 +19,7 @@ import (
 	"github.com/caarlos0/env/v10"
 
 	"github.com/devopstic/devopstic/pkg/alertmanager"
+	"github.com/devopstic/devopstic/pkg/auth"
 )
 
 // Database locates Postgres. URL, when set, overrides the parts (the original API's variables).
@@ -320,6 +321,9 @@ func (a Auth) validate() error {
 	}
 	if (a.Username == "") != (a.Password == "") {
 		errs = append(errs, errors.New("DEVOPSTIC_USERNAME and DEVOPSTIC_PASSWORD must be set together (an admin login for POST /tokens) or not at all (only the database's users log in: devopstic user add)"))
+	}
+	if err := auth.CheckUsername(a.Username); err != nil {
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_USERNAME: %w", err))
 	}
 	if a.TokenTTL < time.Minute {
 		errs = append(errs, fmt.Errorf("DEVOPSTIC_TOKEN_TTL must be at least 1m, not %s", a.TokenTTL))
