@@ -4,14 +4,20 @@
 // cluster under .data/postgres and reuses it on the next run; each test package
 // starts its own in a temporary directory.
 //
-// The server listens only on 127.0.0.1, trusts every local connection and
-// keeps its unix socket inside the data directory, so it never touches
-// /var/run/postgresql or a system-wide cluster.
+// The server listens only on 127.0.0.1 (what the services connect to) and
+// keeps its unix socket inside the data directory (mode 0700), so it never
+// touches /var/run/postgresql or a system-wide cluster. Every connection, on
+// either, must prove the superuser's password (SCRAM-SHA-256): another user of
+// the machine could otherwise connect as the superuser and run commands as the
+// server's OS user (COPY ... TO PROGRAM). The password is generated on the
+// first start and kept in the data directory, readable by its owner only.
 package pgcluster
 
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +51,10 @@ const (
 	confName = "devopstic.conf"
 	logName  = "server.log"
 
+	// passwordName holds the superuser's password, made on the first start.
+	passwordName = "devopstic-password"
+	hbaName      = "pg_hba.conf"
+
 	readyTimeout = 30 * time.Second
 	logTailLines = 20
 
@@ -52,6 +62,16 @@ const (
 	// 108 on Linux) minus the terminating NUL.
 	maxSocketPath = 103
 )
+
+// hbaConf is the whole of pg_hba.conf: the password on the socket and on
+// 127.0.0.1, nothing for ::1 or replication. It is rewritten on every start, so
+// that a cluster an older DevOpstic made with `initdb --auth=trust` is locked
+// on its next start.
+const hbaConf = `# Written by DevOpstic's pgcluster on every start; edits are lost.
+# Every connection proves the password kept in ` + passwordName + `.
+local   all   all                  scram-sha-256
+host    all   all   127.0.0.1/32   scram-sha-256
+`
 
 // installHint tells a developer without PostgreSQL what to do about it.
 const installHint = "install the PostgreSQL server: `apt-get install postgresql` on Debian/Ubuntu, " +
@@ -186,10 +206,11 @@ type Options struct {
 // Cluster is a running PostgreSQL server. Its methods are not safe for
 // concurrent use.
 type Cluster struct {
-	opts    Options // BinDir and DataDir absolute, Log non-nil
-	account *account
-	port    int
-	started bool // this Cluster started the server, rather than finding it running
+	opts     Options // BinDir and DataDir absolute, Log non-nil
+	account  *account
+	port     int
+	password string // the superuser's, as kept in passwordName
+	started  bool   // this Cluster started the server, rather than finding it running
 }
 
 // Start initialises the cluster in opts.DataDir if there is none, then starts
@@ -197,6 +218,10 @@ type Cluster struct {
 // connections. A server that is already running is reused and left running by
 // StopIfStarted. Calling Start again with the same Options after Stop brings
 // the same cluster back on the same port.
+//
+// A cluster without the password file or with another pg_hba.conf (one an
+// older DevOpstic left trusting every local connection) gets a new password
+// and this package's pg_hba.conf, running or not; its data is kept.
 //
 // When run as root, the server runs as the postgres OS user, because
 // PostgreSQL refuses to run as root; every directory above DataDir must then
@@ -246,12 +271,12 @@ func (c *Cluster) Port() int { return c.port }
 // DataDir is the absolute path of the cluster directory.
 func (c *Cluster) DataDir() string { return c.opts.DataDir }
 
-// URL returns a connection URL for database as the superuser postgres over
-// TCP to 127.0.0.1, without TLS.
+// URL returns a connection URL for database as the superuser postgres, with
+// its password, over TCP to 127.0.0.1, without TLS.
 func (c *Cluster) URL(database string) string {
 	u := url.URL{
 		Scheme:   "postgres",
-		User:     url.User(superuser),
+		User:     url.UserPassword(superuser, c.password),
 		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port)),
 		Path:     "/" + database,
 		RawQuery: "sslmode=disable",
@@ -337,6 +362,9 @@ func (c *Cluster) start(ctx context.Context, port int) error {
 	if running {
 		return c.reuse(ctx, port)
 	}
+	if err := c.lock(ctx, false); err != nil {
+		return err
+	}
 
 	if port == 0 {
 		if port, err = storedPort(dataDir); err != nil {
@@ -383,6 +411,9 @@ func (c *Cluster) reuse(ctx context.Context, port int) error {
 	}
 	c.port = pid.port
 	c.started = false
+	if err := c.lock(ctx, true); err != nil {
+		return err
+	}
 	if err := c.waitReady(ctx); err != nil {
 		return err
 	}
@@ -390,15 +421,169 @@ func (c *Cluster) reuse(ctx context.Context, port int) error {
 	return nil
 }
 
+// initdb makes the cluster rejecting every connection: lock, which runs
+// before the first start, then gives it its password and pg_hba.conf, the same
+// way as it upgrades a cluster an older version made.
 func (c *Cluster) initdb(ctx context.Context) error {
 	fmt.Fprintf(c.opts.Log, "initialising a PostgreSQL cluster in %s\n", c.opts.DataDir)
-	args := []string{"-D", c.opts.DataDir, "-U", superuser, "--auth=trust", "-E", "UTF8", "--no-locale"}
+	args := []string{"-D", c.opts.DataDir, "-U", superuser, "--auth=reject", "-E", "UTF8", "--no-locale"}
 	if c.opts.Fast {
 		args = append(args, "--no-sync")
 	}
 	out, err := c.command(ctx, "initdb", args...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("initialise PostgreSQL cluster in %s: %w: %s", c.opts.DataDir, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// lock makes sure that the cluster takes connections with the password kept
+// in passwordName only, and loads the password into c. Without a kept password
+// a new one is made; then, or when pg_hba.conf is not ours (an older version's
+// trust, or a crash between the two steps), the superuser is given the
+// password and pg_hba.conf is rewritten. A running server is changed where it
+// runs, through a connection its old pg_hba.conf lets in; a stopped one in
+// single-user mode, which listens nowhere.
+func (c *Cluster) lock(ctx context.Context, running bool) error {
+	path := filepath.Join(c.opts.DataDir, passwordName)
+	password, err := readPassword(path)
+	if err != nil {
+		return err
+	}
+	hba, err := os.ReadFile(filepath.Join(c.opts.DataDir, hbaName))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read pg_hba.conf of PostgreSQL in %s: %w", c.opts.DataDir, err)
+	}
+	ours := string(hba) == hbaConf
+	if password != "" && ours {
+		c.password = password
+		return nil
+	}
+	if password == "" {
+		if running && ours {
+			// Only the lost password would let us in to set a new one.
+			return fmt.Errorf("PostgreSQL in %s is running, and its password file %s is missing: "+
+				"stop it (`pg_ctl stop -D %s`) and start again, which sets a new password", c.opts.DataDir, path, c.opts.DataDir)
+		}
+		if password, err = newPassword(); err != nil {
+			return err
+		}
+		// Kept before it is set, so that it is never set and lost.
+		if err := writePassword(path, password); err != nil {
+			return err
+		}
+	}
+	c.password = password
+	if bytes.Contains(hba, []byte("trust")) {
+		fmt.Fprintf(c.opts.Log, "PostgreSQL in %s trusted every local connection (as DevOpstic made it before): "+
+			"it now requires the password kept in %s\n", c.opts.DataDir, path)
+	}
+	if running {
+		return c.lockRunning(ctx)
+	}
+	if err := c.setPasswordSingleUser(ctx); err != nil {
+		return err
+	}
+	return c.writeServerFile(hbaName, hbaConf)
+}
+
+// setPasswordSingleUser sets the superuser's password with the server stopped.
+func (c *Cluster) setPasswordSingleUser(ctx context.Context) error {
+	cmd := c.command(ctx, "postgres", "--single", "-D", c.opts.DataDir,
+		"-c", "exit_on_error=on", "-c", "password_encryption=scram-sha-256", "postgres")
+	cmd.Stdin = strings.NewReader(alterPassword(c.password) + "\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		// On an error the server repeats the statement, password included.
+		out = bytes.ReplaceAll(out, []byte(c.password), []byte("(the password)"))
+		return fmt.Errorf("set the password of PostgreSQL in %s: %w: %s", c.opts.DataDir, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// lockRunning sets the password and pg_hba.conf of a running server that
+// trusts us, and returns once it refuses a connection without the password.
+func (c *Cluster) lockRunning(ctx context.Context) error {
+	fail := func(err error) error {
+		return fmt.Errorf("require a password of the PostgreSQL running in %s: %w", c.opts.DataDir, err)
+	}
+	conn, err := pgx.Connect(ctx, c.URL("postgres"))
+	if err != nil {
+		return fail(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "SET password_encryption = 'scram-sha-256'"); err != nil {
+		return fail(err)
+	}
+	if _, err := conn.Exec(ctx, alterPassword(c.password)); err != nil {
+		return fail(errors.New(strings.ReplaceAll(err.Error(), c.password, "(the password)")))
+	}
+	if err := c.writeServerFile(hbaName, hbaConf); err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+		return fail(err)
+	}
+	// The postmaster reloads pg_hba.conf when it gets to the signal.
+	u, err := url.Parse(c.URL("postgres"))
+	if err != nil {
+		return fail(err)
+	}
+	u.User = url.User(superuser)
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	for {
+		err := ping(ctx, u.String())
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (pgErr.Code == "28P01" || pgErr.Code == "28000") { // invalid_password, invalid_authorization_specification
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fail(fmt.Errorf("it still lets in a connection without the password after reloading pg_hba.conf (%v)", err))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func alterPassword(password string) string {
+	return "ALTER ROLE " + superuser + " PASSWORD '" + strings.ReplaceAll(password, "'", "''") + "'"
+}
+
+// newPassword is 256 random bits in base64url, which needs no quoting in a URL or SQL.
+func newPassword() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate a PostgreSQL password: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// readPassword returns the kept password, "" when there is none; it makes the
+// file readable by its owner only, whatever it was.
+func readPassword(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the PostgreSQL password: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		return "", fmt.Errorf("restrict the PostgreSQL password file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// writePassword keeps password at path, mode 0600, owned by us (we read it; the
+// server never does). It is written whole or not at all.
+func writePassword(path, password string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(password+"\n"), 0o600); err != nil {
+		return fmt.Errorf("keep the PostgreSQL password: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("keep the PostgreSQL password: %w", err)
 	}
 	return nil
 }
@@ -416,14 +601,27 @@ func (c *Cluster) writeConf(port int) error {
 		// only connect over TCP, so a deep data directory gets no socket.
 		fmt.Fprintf(&b, "unix_socket_directories = ''\n")
 	}
+	fmt.Fprintf(&b, "password_encryption = 'scram-sha-256'\n")
 	if c.opts.Fast {
 		b.WriteString("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.opts.Settings)) {
 		fmt.Fprintf(&b, "%s = %s\n", name, c.opts.Settings[name])
 	}
-	path := filepath.Join(dataDir, confName)
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+	if err := c.writeServerFile(confName, b.String()); err != nil {
+		return err
+	}
+	return includeConf(filepath.Join(dataDir, "postgresql.conf"))
+}
+
+// writeServerFile writes a file of the data directory that the server reads:
+// mode 0600 and owned by the server's account.
+func (c *Cluster) writeServerFile(name, content string) error {
+	path := filepath.Join(c.opts.DataDir, name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		return fmt.Errorf("configure PostgreSQL cluster: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil { // WriteFile keeps the mode of a file that exists
 		return fmt.Errorf("configure PostgreSQL cluster: %w", err)
 	}
 	if c.account != nil {
@@ -431,7 +629,7 @@ func (c *Cluster) writeConf(port int) error {
 			return fmt.Errorf("configure PostgreSQL cluster: %w", err)
 		}
 	}
-	return includeConf(filepath.Join(dataDir, "postgresql.conf"))
+	return nil
 }
 
 // includeConf adds the include line to postgresql.conf unless it is there,

@@ -2,6 +2,7 @@ package pgcluster_test
 
 import (
 	"context"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -155,4 +156,176 @@ func isAlive(pid int) bool {
 	s := string(data)
 	i := strings.LastIndexByte(s, ')')
 	return i+2 < len(s) && s[i+2] != 'Z'
+}
+
+// passwordFile is where the cluster keeps the superuser's password.
+func passwordFile(c *pgcluster.Cluster) string {
+	return filepath.Join(c.DataDir(), "devopstic-password")
+}
+
+// withoutPassword is dbURL with its password taken out.
+func withoutPassword(t *testing.T, dbURL string) string {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	require.NoError(t, err)
+	u.User = url.User(u.User.Username())
+	return u.String()
+}
+
+// socketURL reaches database over the unix socket in the data directory.
+func socketURL(c *pgcluster.Cluster, database, password string) string {
+	q := url.Values{"host": {c.DataDir()}, "port": {strconv.Itoa(c.Port())}, "sslmode": {"disable"}}
+	u := url.URL{Scheme: "postgres", User: url.UserPassword("postgres", password), Path: "/" + database, RawQuery: q.Encode()}
+	if password == "" {
+		u.User = url.User("postgres")
+	}
+	return u.String()
+}
+
+func tryConnect(dbURL string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	return conn.Ping(ctx)
+}
+
+// requireLocked checks what a local user who is not the cluster's owner can do: nothing
+// without the password, over TCP or the socket; and that the password works and is kept
+// where only the owner reads it.
+func requireLocked(t *testing.T, c *pgcluster.Cluster, database string) {
+	t.Helper()
+	require.Error(t, tryConnect(withoutPassword(t, c.URL(database))), "TCP without a password")
+	require.Error(t, tryConnect(socketURL(c, database, "")), "the socket without a password")
+	require.Error(t, tryConnect(socketURL(c, database, "not-the-password")), "the socket with a wrong password")
+
+	u, err := url.Parse(c.URL(database))
+	require.NoError(t, err)
+	password, ok := u.User.Password()
+	require.True(t, ok, "the URL carries the password")
+	wrong := *u
+	wrong.User = url.UserPassword(u.User.Username(), "not-the-password")
+	require.Error(t, tryConnect(wrong.String()), "TCP with a wrong password")
+
+	require.NoError(t, tryConnect(c.URL(database)), "TCP with the password")
+	require.NoError(t, tryConnect(socketURL(c, database, password)), "the socket with the password")
+
+	kept, err := os.ReadFile(passwordFile(c))
+	require.NoError(t, err)
+	require.Equal(t, password, strings.TrimSpace(string(kept)))
+	for path, mode := range map[string]os.FileMode{
+		c.DataDir():     0o700,
+		passwordFile(c): 0o600,
+		filepath.Join(c.DataDir(), "pg_hba.conf"):    0o600,
+		filepath.Join(c.DataDir(), "devopstic.conf"): 0o600,
+	} {
+		fi, err := os.Stat(path)
+		require.NoError(t, err)
+		require.Equal(t, mode, fi.Mode().Perm(), path)
+	}
+
+	ctx := context.Background()
+	conn := connect(t, c.URL(database))
+	var listen string
+	require.NoError(t, conn.QueryRow(ctx, "SHOW listen_addresses").Scan(&listen))
+	require.Equal(t, "127.0.0.1", listen)
+	var others int
+	require.NoError(t, conn.QueryRow(ctx,
+		"SELECT count(*) FROM pg_hba_file_rules WHERE auth_method <> 'scram-sha-256' OR error IS NOT NULL").Scan(&others))
+	require.Zero(t, others, "every pg_hba.conf rule asks for the password")
+	var verifier string
+	require.NoError(t, conn.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'").Scan(&verifier))
+	require.True(t, strings.HasPrefix(verifier, "SCRAM-SHA-256$"), "the password is kept as a SCRAM verifier")
+}
+
+func TestConnectionsNeedThePassword(t *testing.T) {
+	t.Parallel()
+	opts := testOptions(t)
+	c := startCluster(t, opts)
+	requireLocked(t, c, "postgres")
+
+	// The same password after a restart.
+	before := c.URL("postgres")
+	require.NoError(t, c.Stop())
+	again, err := pgcluster.Start(context.Background(), opts)
+	require.NoError(t, err)
+	require.Equal(t, before, again.URL("postgres"))
+	requireLocked(t, again, "postgres")
+}
+
+// oldTrustHBA is the pg_hba.conf of `initdb --auth=trust`, which DevOpstic used before its
+// clusters had a password (its comments left out).
+const oldTrustHBA = `local   all             all                                     trust
+host    all             all             127.0.0.1/32            trust
+host    all             all             ::1/128                 trust
+local   replication     all                                     trust
+host    replication     all             127.0.0.1/32            trust
+host    replication     all             ::1/128                 trust
+`
+
+// makeTrusting turns the cluster c, running, back into what an older DevOpstic left: every
+// local connection trusted, the superuser without a password, no password file.
+func makeTrusting(t *testing.T, c *pgcluster.Cluster) {
+	t.Helper()
+	conn := connect(t, c.URL("postgres"))
+	_, err := conn.Exec(context.Background(), "ALTER ROLE postgres PASSWORD NULL")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(c.DataDir(), "pg_hba.conf"), []byte(oldTrustHBA), 0o600))
+	_, err = conn.Exec(context.Background(), "SELECT pg_reload_conf()")
+	require.NoError(t, err)
+	require.NoError(t, conn.Close(context.Background()))
+	if err := os.Remove(passwordFile(c)); err != nil {
+		require.ErrorIs(t, err, os.ErrNotExist)
+	}
+	require.NoError(t, tryConnect(withoutPassword(t, c.URL("postgres"))), "trusted again")
+}
+
+func TestStartUpgradesATrustingCluster(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	opts := testOptions(t)
+	c := startCluster(t, opts)
+	require.NoError(t, c.CreateDatabase(ctx, "app", ""))
+	_, err := connect(t, c.URL("app")).Exec(ctx, "CREATE TABLE kept (v int); INSERT INTO kept VALUES (42)")
+	require.NoError(t, err)
+
+	t.Run("stopped", func(t *testing.T) {
+		makeTrusting(t, c)
+		require.NoError(t, c.Stop())
+		again, err := pgcluster.Start(ctx, opts)
+		require.NoError(t, err)
+		requireLocked(t, again, "app")
+		var v int
+		require.NoError(t, connect(t, again.URL("app")).QueryRow(ctx, "SELECT v FROM kept").Scan(&v))
+		require.Equal(t, 42, v, "the data is kept")
+		c = again
+	})
+
+	// A server an older version started and left running is upgraded where it runs, and left
+	// running.
+	t.Run("running", func(t *testing.T) {
+		makeTrusting(t, c)
+		reused, err := pgcluster.Start(ctx, opts)
+		require.NoError(t, err)
+		requireLocked(t, reused, "app")
+		require.NoError(t, reused.StopIfStarted())
+		require.NoError(t, tryConnect(reused.URL("app")), "still running")
+		c = reused
+	})
+
+	// Only the lost password would let us in to set a new one while it runs; once stopped,
+	// it gets a new one.
+	t.Run("password file lost", func(t *testing.T) {
+		require.NoError(t, os.Remove(passwordFile(c)))
+		_, err := pgcluster.Start(ctx, opts)
+		require.ErrorContains(t, err, "pg_ctl stop")
+		require.NoFileExists(t, passwordFile(c), "no password is kept that was never set")
+		require.NoError(t, c.Stop())
+		again, err := pgcluster.Start(ctx, opts)
+		require.NoError(t, err)
+		requireLocked(t, again, "app")
+	})
 }

@@ -1,6 +1,7 @@
 // Package testenv gives tests the real servers DevOpstic runs on: a Postgres database of their
 // own (migrated, from a cluster the test binary starts, or from DEVOPSTIC_TEST_DATABASE_URL)
-// and an embedded NATS JetStream server. Nothing here is a fake.
+// and an embedded NATS JetStream server. Nothing here is a fake. The cluster asks for its
+// password as `make run`'s does (pkg/pgcluster), and the URLs handed out carry it.
 //
 // A test package that uses Postgres calls testenv.Main from its TestMain, so the cluster it
 // started is stopped when the package's tests end.
