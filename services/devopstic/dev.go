@@ -10,8 +10,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/devopstic/devopstic/pkg/config"
@@ -22,8 +24,17 @@ import (
 // dev is what `make run` starts: serve, with whatever a newcomer's machine lacks filled in
 // locally: a Postgres cluster under the data directory (unless DEVOPSTIC_DATABASE_URL is set),
 // a JWT key kept in the data directory (so tokens survive a restart), and admin/admin unless
-// DEVOPSTIC_USERNAME and DEVOPSTIC_PASSWORD are set.
+// DEVOPSTIC_USERNAME and DEVOPSTIC_PASSWORD are set, which it refuses to serve beyond this
+// machine.
 func dev(ctx context.Context, cfg config.AllInOne, stdout io.Writer, log *slog.Logger) error {
+	defaultLogin := cfg.Auth.Username == "" && cfg.Auth.Password == ""
+	if defaultLogin {
+		// Before anything starts: a refusal should leave nothing behind.
+		if err := loopbackOnly(cfg.HTTP); err != nil {
+			return err
+		}
+		cfg.Auth.Username, cfg.Auth.Password = "admin", "admin"
+	}
 	dataDir, err := filepath.Abs(cfg.Embedded.DataDir)
 	if err != nil {
 		return fmt.Errorf("DEVOPSTIC_DATA_DIR: %w", err)
@@ -32,6 +43,14 @@ func dev(ctx context.Context, cfg config.AllInOne, stdout io.Writer, log *slog.L
 		return fmt.Errorf("create data directory: %w", err)
 	}
 	cfg.Embedded.DataDir = dataDir
+	if cfg.Auth.JWTSecret == "" {
+		if cfg.Auth.JWTSecret, err = localSecret(filepath.Join(dataDir, "jwt-secret")); err != nil {
+			return err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
 
 	if cfg.Database.URL == "" {
 		cluster, err := startLocalPostgres(ctx, cfg.Embedded, stdout)
@@ -45,18 +64,6 @@ func dev(ctx context.Context, cfg config.AllInOne, stdout io.Writer, log *slog.L
 		}()
 		cfg.Database.URL = cluster.URL("devopstic")
 	}
-	if cfg.Auth.JWTSecret == "" {
-		if cfg.Auth.JWTSecret, err = localSecret(filepath.Join(dataDir, "jwt-secret")); err != nil {
-			return err
-		}
-	}
-	defaultLogin := cfg.Auth.Username == "" && cfg.Auth.Password == ""
-	if defaultLogin {
-		cfg.Auth.Username, cfg.Auth.Password = "admin", "admin"
-	}
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("configuration:\n%w", err)
-	}
 	if err := store.Migrate(ctx, cfg.Database.ConnString()); err != nil {
 		return err
 	}
@@ -64,8 +71,36 @@ func dev(ctx context.Context, cfg config.AllInOne, stdout io.Writer, log *slog.L
 	if err != nil {
 		return fmt.Errorf("listen on %s (set DEVOPSTIC_HTTP_ADDR to use another address): %w", cfg.HTTP.Addr, err)
 	}
-	printWelcome(stdout, cfg, defaultLogin)
+	printWelcome(stdout, cfg, ln.Addr(), defaultLogin)
 	return serve(ctx, cfg, ln, log)
+}
+
+// loopbackOnly refuses an HTTP configuration that other machines can reach: the default
+// login is known to everyone. Only a literal loopback address or "localhost" is loopback; a
+// host name could resolve to anything, and an empty host is every address. A proxy header
+// means a proxy passes on others' requests.
+func loopbackOnly(h config.HTTP) error {
+	const fix = "set DEVOPSTIC_USERNAME and DEVOPSTIC_PASSWORD (a password of your own), " +
+		"or keep DEVOPSTIC_HTTP_ADDR on loopback (127.0.0.1:8080)"
+	host, _, err := net.SplitHostPort(h.Addr)
+	if err != nil {
+		return fmt.Errorf("DEVOPSTIC_HTTP_ADDR must be host:port such as 127.0.0.1:8080, not %q", h.Addr)
+	}
+	if !isLoopback(host) {
+		return fmt.Errorf("refusing to serve the default login admin/admin on DEVOPSTIC_HTTP_ADDR=%s, which other machines can reach: %s", h.Addr, fix)
+	}
+	if h.ProxyHeader != "" {
+		return fmt.Errorf("refusing to serve the default login admin/admin behind a proxy (DEVOPSTIC_PROXY_HEADER is set), which passes on other machines' requests: %s", fix)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func startLocalPostgres(ctx context.Context, cfg config.Embedded, stdout io.Writer) (*pgcluster.Cluster, error) {
@@ -108,16 +143,24 @@ func localSecret(path string) (string, error) {
 	return secret, nil
 }
 
-func printWelcome(w io.Writer, cfg config.AllInOne, defaultLogin bool) {
-	base := "http://" + cfg.HTTP.Addr
+// printWelcome shows the address the server listens on (addr: the port chosen for :0), with a
+// host curl can reach from this machine.
+func printWelcome(w io.Writer, cfg config.AllInOne, addr net.Addr, defaultLogin bool) {
+	host, _, err := net.SplitHostPort(cfg.HTTP.Addr)
+	if ip, perr := netip.ParseAddr(host); err != nil || host == "" || (perr == nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	port := "0"
+	if tcp, ok := addr.(*net.TCPAddr); ok {
+		port = strconv.Itoa(tcp.Port)
+	}
+	base := "http://" + net.JoinHostPort(host, port)
 	password := `'"$DEVOPSTIC_PASSWORD"'` // the shell fills in the password it was started with
 	if defaultLogin {
 		password = cfg.Auth.Password
-	}
-	if defaultLogin {
 		fmt.Fprintln(w, `
-  WARNING: logging in with admin/admin because DEVOPSTIC_USERNAME and DEVOPSTIC_PASSWORD
-  are unset. This is for a local trial only; set both before exposing this server.`)
+  The login is admin/admin because DEVOPSTIC_USERNAME and DEVOPSTIC_PASSWORD are unset; it is
+  served on loopback only. Set both to serve other machines (DEVOPSTIC_HTTP_ADDR=0.0.0.0:8080).`)
 	}
 	fmt.Fprintf(w, `
 DevOpstic is running at %[1]s  (Ctrl-C stops it; data is kept in %[2]s)
