@@ -26,6 +26,9 @@ func (s *server) postGitHub(c *fiber.Ctx) error {
 	if err := github.Verify(s.cfg.GitHubSecrets, body, c.Get("X-Hub-Signature-256"), c.Get("X-Hub-Signature")); err != nil {
 		return c.Status(fiber.StatusUnauthorized).JSON(errorBody{Error: err.Error()})
 	}
+	if err := checkHeaders(c, github.HeaderEvent, github.HeaderDelivery); err != nil {
+		return fail(c, err)
+	}
 	name := c.Get(github.HeaderEvent)
 	if name == "ping" {
 		var ping struct {

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/nats-io/nats.go"
 
 	"github.com/devopstic/devopstic/pkg/alertmanager"
+	"github.com/devopstic/devopstic/pkg/event"
 	"github.com/devopstic/devopstic/pkg/gitlab"
 	"github.com/devopstic/devopstic/pkg/pagerduty"
 	"github.com/devopstic/devopstic/pkg/stream"
@@ -60,6 +62,18 @@ func (s *server) publishWebhook(c *fiber.Ctx, source, kind, id string, header na
 	return c.Status(fiber.StatusAccepted).JSON(acceptedBody{Accepted: 1, IDs: []string{id}})
 }
 
+// checkHeaders refuses a delivery whose headers named would not survive the trip: they travel
+// on the stream message into events.headers (jsonb), a delivery id into events.id (text), so
+// each must be text Postgres keeps, without control characters. A 400, not a dead letter.
+func checkHeaders(c *fiber.Ctx, names ...string) error {
+	for _, name := range names {
+		if err := event.CheckHeader(c.Get(name)); err != nil {
+			return fmt.Errorf("%w: header %s: %w", errBadRequest, name, err)
+		}
+	}
+	return nil
+}
+
 // urlOptions are the webhook URL's ?pipeline_id= and ?environment=.
 func urlOptions(c *fiber.Ctx) (pipelineID, environment string) {
 	return c.Query("pipeline_id"), c.Query("environment")
@@ -72,6 +86,9 @@ func (s *server) postGitLab(c *fiber.Ctx) error {
 	}
 	if err := gitlab.Verify(s.cfg.GitLabSecrets, c.Get(gitlab.HeaderToken)); err != nil {
 		return unauthorized(c, err)
+	}
+	if err := checkHeaders(c, gitlab.HeaderEvent, gitlab.HeaderUUID, gitlab.HeaderIdempotencyKey); err != nil {
+		return fail(c, err)
 	}
 	name, body := c.Get(gitlab.HeaderEvent), c.Body()
 	opts := s.cfg.GitLab
@@ -99,6 +116,9 @@ func (s *server) postPagerDuty(c *fiber.Ctx) error {
 	body := c.Body()
 	if err := pagerduty.Verify(s.cfg.PagerDutySecrets, body, c.Get(pagerduty.HeaderSignature)); err != nil {
 		return unauthorized(c, err)
+	}
+	if err := checkHeaders(c, pagerduty.HeaderWebhookID); err != nil {
+		return fail(c, err)
 	}
 	var opts pagerduty.Options
 	opts.PipelineID, opts.Environment = urlOptions(c)

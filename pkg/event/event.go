@@ -95,10 +95,6 @@ func (e *ValidationError) Unwrap() error { return ErrInvalid }
 // Decode parses and validates one native event given as a JSON object. receivedAt stands in
 // for a missing timestamp and is then part of the event's hash.
 func Decode(raw []byte, receivedAt time.Time) (Event, error) {
-	// Refused here rather than dead-lettered by the writer after a 202: text Postgres cannot keep.
-	if err := CheckJSONText(raw); err != nil {
-		return Event{}, &ValidationError{Problems: []Problem{{Field: "", Message: err.Error()}}}
-	}
 	var fields map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
@@ -114,6 +110,10 @@ func Decode(raw []byte, receivedAt time.Time) (Event, error) {
 	}
 	if rest := bytes.TrimSpace(raw[dec.InputOffset():]); len(rest) > 0 {
 		return Event{}, &ValidationError{Problems: []Problem{{Field: "", Message: "has data after the JSON object"}}}
+	}
+	// Refused here rather than dead-lettered by the writer after a 202: what jsonb cannot keep.
+	if err := CheckJSONText(raw); err != nil {
+		return Event{}, &ValidationError{Problems: []Problem{{Field: "", Message: err.Error()}}}
 	}
 
 	var (
