@@ -17,6 +17,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,6 +112,8 @@ type composeService struct {
 	Healthcheck   *struct{ Test []string }              `yaml:"healthcheck"`
 	DependsOn     map[string]struct{ Condition string } `yaml:"depends_on"`
 	Volumes       []any                                 `yaml:"volumes"`
+	User          string                                `yaml:"user"`
+	GroupAdd      []any                                 `yaml:"group_add"`
 }
 
 type mount struct{ source, target string }
@@ -156,13 +159,24 @@ func (s composeService) env(name string) (string, bool) {
 // given tool: docker-compose 1.29 ("docker-compose") or Compose v2 ("docker", "compose").
 func composeConfig(t *testing.T, tool []string, files ...string) composeProject {
 	t.Helper()
+	return composeConfigWith(t, tool, nil, files...)
+}
+
+// composeConfigWith is composeConfig with variables set in the environment, as a shell would
+// (they win over .env).
+func composeConfigWith(t *testing.T, tool, vars []string, files ...string) composeProject {
+	t.Helper()
+	var env []string
+	if vars != nil {
+		env = append(os.Environ(), vars...)
+	}
 	args := append([]string{}, tool[1:]...)
 	args = append(args, "--env-file", repoPath(".env.example"))
 	for _, f := range files {
 		args = append(args, "-f", repoPath(f))
 	}
 	args = append(args, "config")
-	out := run(t, nil, tool[0], args...)
+	out := run(t, env, tool[0], args...)
 	var p composeProject
 	require.NoError(t, yaml.Unmarshal(out, &p), "%s config output:\n%s", tool[0], out)
 	return p
@@ -332,6 +346,217 @@ func TestComposeClusterOverride(t *testing.T) {
 	}
 }
 
+// forEachCompose checks docker-compose.yml, as every compose implementation at hand reads it
+// with .env.example.
+func forEachCompose(t *testing.T, check func(t *testing.T, p composeProject)) {
+	t.Helper()
+	for _, tool := range composeTools(t) {
+		t.Run(filepath.Base(strings.Join(tool, " ")), func(t *testing.T) {
+			check(t, composeConfig(t, tool, "docker-compose.yml"))
+		})
+	}
+}
+
+// The path where every service finds its secrets (README's `docker compose exec ingest cat ...`).
+const composeSecretsPath = "/run/secrets/devopstic"
+
+// The directory under which the "secrets" service writes one directory per service
+// (compose-secrets.sh's DEVOPSTIC_SECRETS_DIR).
+const composeSecretsRoot = "/secrets"
+
+// Each service's secrets are in a volume of its own, which holds exactly the files that service
+// reads (its *_FILE variables) and which no other service mounts. Grafana above all gets the
+// read-only role's password and its own admin password: not the JWT key, not the database
+// owner's password, not the API login's.
+func TestComposeSecretsPerService(t *testing.T) {
+	t.Parallel()
+	forEachCompose(t, func(t *testing.T, p composeProject) {
+		// Run the secrets service's script against directories laid out as its mounts are.
+		sec := p.Services["secrets"]
+		tmp := t.TempDir()
+		written := map[string]string{} // volume -> the directory the script wrote it as
+		for _, m := range sec.mounts(t) {
+			if rel, ok := strings.CutPrefix(m.target, composeSecretsRoot+"/"); ok {
+				written[m.source] = filepath.Join(tmp, rel)
+				require.NoError(t, os.Mkdir(written[m.source], 0o750))
+			}
+		}
+		require.NotEmpty(t, written, "the secrets service writes volumes under %s", composeSecretsRoot)
+		run(t, []string{"PATH=" + os.Getenv("PATH"), "DEVOPSTIC_SECRETS_DIR=" + tmp, "DEVOPSTIC_SECRETS_LEGACY_DIR=" + t.TempDir()},
+			"sh", repoPath("deployments/docker/compose-secrets.sh"))
+
+		owner := map[string]string{} // secrets volume -> the one service that reads it
+		for name, s := range p.Services {
+			if name == "secrets" {
+				continue
+			}
+			reads := map[string]bool{}
+			for k := range s.Environment {
+				if file, _ := s.env(k); strings.HasSuffix(k, "_FILE") {
+					require.Equal(t, composeSecretsPath, filepath.Dir(file), "%s: %s", name, k)
+					reads[filepath.Base(file)] = true
+				}
+			}
+			for _, m := range s.mounts(t) {
+				if _, ok := written[m.source]; !ok {
+					continue
+				}
+				require.Empty(t, owner[m.source], "the volume %s is %s's, yet %s mounts it too", m.source, owner[m.source], name)
+				owner[m.source] = name
+				require.Equal(t, composeSecretsPath, m.target, "%s mounts its secrets at %s", name, composeSecretsPath)
+				entries, err := os.ReadDir(written[m.source])
+				require.NoError(t, err)
+				holds := map[string]bool{}
+				for _, e := range entries {
+					holds[e.Name()] = true
+				}
+				require.Equal(t, reads, holds, "%s's volume %s holds the secrets %s reads, and nothing else", name, m.source, name)
+				if name == "grafana" {
+					require.Equal(t, map[string]bool{"reader-password": true, "grafana-admin-password": true}, holds,
+						"Grafana gets the read-only role's password and its own, nothing else")
+				}
+			}
+			if len(reads) > 0 {
+				_, ok := s.mountAt(t, composeSecretsPath)
+				require.True(t, ok, "%s reads secrets and mounts its volume", name)
+			}
+		}
+		for vol := range written {
+			require.NotEmpty(t, owner[vol], "the secrets service writes %s, which no service reads", vol)
+		}
+	})
+}
+
+// imageUsers are what the images compose runs unmodified run as (uid:gid), where the file does
+// not say: the postgres image starts as root, makes its data directory its user's and steps
+// down to that user (su-exec postgres: 70:70 in the Alpine images) before it runs initdb's
+// scripts and the server; Grafana's image runs as 472 in group 0.
+var imageUsers = map[string]string{`^postgres:[0-9.]+-alpine`: "70:70", `^grafana/grafana:`: "472:0"}
+
+// serviceGroups are the uid of a compose service's process and the groups it has.
+func serviceGroups(t *testing.T, df dockerfile, name string, s composeService) (uid int, groups []int) {
+	t.Helper()
+	user := s.User
+	if user == "" && s.Build != nil {
+		user = df.user(s.Build.Target)
+	}
+	for pattern, u := range imageUsers {
+		if user == "" && regexp.MustCompile(pattern).MatchString(s.Image) {
+			user = u
+		}
+	}
+	require.NotEmpty(t, user, "%s: whom does %s run as? Set user:, or add the image to imageUsers", name, s.Image)
+	uid, gid := parseUser(t, user)
+	groups = []int{gid}
+	for _, g := range s.GroupAdd {
+		var n int
+		_, err := fmt.Sscanf(fmt.Sprint(g), "%d", &n)
+		require.NoError(t, err, "%s: group_add %v: a numeric group", name, g)
+		groups = append(groups, n)
+	}
+	return uid, groups
+}
+
+// No service of compose runs as root but postgres's entry point, which the image makes step
+// down. "secrets" runs as a user of its own, which owns the secret files and shares each
+// service's files with that service only, through a group: the volume it writes for a service
+// is a directory its image creates (a new volume takes the owner and mode of the directory it is
+// first mounted on), group-owned by a group the service has and closed to everyone else. NATS
+// runs as a user too; its volume is made its own the same way, since the NATS image has no
+// directory of its own to start from.
+func TestComposeRunsAsUsers(t *testing.T) {
+	t.Parallel()
+	df := readDockerfile(t)
+	forEachCompose(t, func(t *testing.T, p composeProject) {
+		for name, s := range p.Services {
+			uid, _ := serviceGroups(t, df, name, s)
+			if name != "postgres" {
+				require.NotZero(t, uid, "%s runs as a user other than root", name)
+			}
+		}
+		for _, name := range []string{"secrets", "nats"} {
+			require.NotEmpty(t, p.Services[name].User, "%s: user: says whom it runs as", name)
+		}
+
+		sec := p.Services["secrets"]
+		require.NotNil(t, sec.Build, "the secrets service's image is built: its directories decide the volumes' owners")
+		dirs := df.dirs(t, sec.Build.Target)
+		secUID, secGroups := serviceGroups(t, df, "secrets", sec)
+		require.Equal(t, df.user(sec.Build.Target), sec.User, "the image and compose agree on the secrets service's user")
+		readers := map[string][]string{} // volume -> the other services that mount it
+		for name, s := range p.Services {
+			for _, m := range s.mounts(t) {
+				if name != "secrets" {
+					readers[m.source] = append(readers[m.source], name)
+				}
+			}
+		}
+		for _, m := range sec.mounts(t) {
+			if !strings.HasPrefix(m.source, "/") && strings.HasPrefix(m.target, composeSecretsRoot+"/") {
+				d, ok := dirs[m.target]
+				require.True(t, ok, "the secrets service's image creates %s, owned by its user (a new volume would be root's)", m.target)
+				require.Equal(t, secUID, d.uid, "%s: owned by the secrets service", m.target)
+				require.Equal(t, os.FileMode(0o750), d.mode, "%s: the owner writes, the group reads, others nothing", m.target)
+				require.Contains(t, secGroups, d.gid, "%s: the secrets service may give its files to group %d (group_add)", m.target, d.gid)
+				require.NotEmpty(t, readers[m.source], m.source)
+				for _, r := range readers[m.source] {
+					_, groups := serviceGroups(t, df, r, p.Services[r])
+					require.Contains(t, groups, d.gid, "%s reads %s through group %d", r, m.source, d.gid)
+				}
+			}
+		}
+
+		// NATS: its store's volume is made its user's by the secrets service's image, first.
+		ns := p.Services["nats"]
+		natsUID, natsGroups := serviceGroups(t, df, "nats", ns)
+		store, ok := ns.mountAt(t, "/data")
+		require.True(t, ok)
+		var prepared *mount
+		for _, m := range sec.mounts(t) {
+			if m.source == store.source {
+				prepared = &m
+			}
+		}
+		require.NotNil(t, prepared, "the secrets service mounts the volume %s, so that it is created with the owner NATS needs", store.source)
+		d, ok := dirs[prepared.target]
+		require.True(t, ok, "the secrets service's image creates %s", prepared.target)
+		require.Equal(t, natsUID, d.uid, "the NATS store's volume is the nats user's")
+		require.Equal(t, natsGroups[0], d.gid)
+		require.Zero(t, d.mode&0o007, "the NATS store is closed to others")
+		require.Equal(t, "service_completed_successfully", ns.DependsOn["secrets"].Condition, "nats starts once its volume is made")
+	})
+}
+
+// Grafana's anonymous access is off unless asked for, in compose and in the chart: an anonymous
+// Viewer can send any SQL to the datasource through Grafana's query API (POST /api/ds/query), not
+// only the dashboards' queries.
+func TestGrafanaAnonymousOff(t *testing.T) {
+	t.Parallel()
+	for _, tool := range composeTools(t) {
+		t.Run(filepath.Base(strings.Join(tool, " ")), func(t *testing.T) {
+			for vars, want := range map[string]string{"": "false", "GRAFANA_ANONYMOUS=true": "true"} {
+				p := composeConfigWith(t, tool, strings.Fields(vars), "docker-compose.yml")
+				got, _ := p.Services["grafana"].env("GF_AUTH_ANONYMOUS_ENABLED")
+				require.Equal(t, want, got, "GF_AUTH_ANONYMOUS_ENABLED with %q", vars)
+				role, _ := p.Services["grafana"].env("GF_AUTH_ANONYMOUS_ORG_ROLE")
+				require.Equal(t, "Viewer", role, "when on, anonymous users only view")
+			}
+		})
+	}
+	t.Run("helm", func(t *testing.T) {
+		helm, chart := helmPath(t), chartCopy(t)
+		for set, want := range map[string]string{"": "false", "grafana.anonymous=true": "true"} {
+			args := append([]string{"--set", "nats.enabled=false"}, requiredValues...)
+			if set != "" {
+				args = append(args, "--set", set)
+			}
+			gf := podContainer(t, helmTemplate(t, helm, chart, args...), "Deployment/dora-devopstic-grafana", "grafana")
+			require.Equal(t, want, envEntry(gf, "GF_AUTH_ANONYMOUS_ENABLED")["value"], "with %q", set)
+			require.Equal(t, "Viewer", envEntry(gf, "GF_AUTH_ANONYMOUS_ORG_ROLE")["value"])
+		}
+	})
+}
+
 func mustAbs(t *testing.T, p string) string {
 	a, err := filepath.Abs(p)
 	require.NoError(t, err)
@@ -441,39 +666,91 @@ func configVariables() []string {
 
 // ---- deployments/docker
 
+// compose-secrets.sh writes one directory per service (TestComposeSecretsPerService checks which
+// files each gets): files 0440 in the directory's group, the same value wherever a secret goes,
+// kept from one start to the next, .env's value when it gives one, and an earlier version's
+// single volume read on the way.
 func TestComposeSecretsScript(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
 	script := repoPath("deployments/docker/compose-secrets.sh")
-	env := []string{"PATH=" + os.Getenv("PATH"), "DEVOPSTIC_SECRETS_DIR=" + dir}
-	files := []string{"jwt-secret", "api-password", "db-password", "reader-password", "grafana-admin-password"}
-	read := func() map[string]string {
+	services := []string{"grafana", "ingest", "migrate", "postgres", "writer"}
+	layout := func() (root string, env []string) {
+		root = t.TempDir()
+		for i, s := range services {
+			require.NoError(t, os.Mkdir(filepath.Join(root, s), 0o750))
+			if os.Getuid() == 0 { // as the image makes them: a group per service
+				require.NoError(t, os.Chown(filepath.Join(root, s), -1, 4200+i))
+			}
+		}
+		return root, []string{"PATH=" + os.Getenv("PATH"), "DEVOPSTIC_SECRETS_DIR=" + root, "DEVOPSTIC_SECRETS_LEGACY_DIR=" + filepath.Join(root, "no-earlier-version")}
+	}
+	// read returns "service/file" -> content.
+	read := func(root string) map[string]string {
 		got := map[string]string{}
-		for _, f := range files {
-			b, err := os.ReadFile(filepath.Join(dir, f))
+		for _, s := range services {
+			dir, err := os.Stat(filepath.Join(root, s))
 			require.NoError(t, err)
-			got[f] = string(b)
-			st, err := os.Stat(filepath.Join(dir, f))
+			entries, err := os.ReadDir(filepath.Join(root, s))
 			require.NoError(t, err)
-			require.Equal(t, os.FileMode(0o444), st.Mode().Perm(), f)
+			for _, e := range entries {
+				p := filepath.Join(root, s, e.Name())
+				st, err := os.Stat(p)
+				require.NoError(t, err)
+				require.Equal(t, os.FileMode(0o440), st.Mode().Perm(), "%s/%s: its owner and its group read it, no one else", s, e.Name())
+				require.Equal(t, dir.Sys().(*syscall.Stat_t).Gid, st.Sys().(*syscall.Stat_t).Gid, "%s/%s: in its directory's group", s, e.Name())
+				b, err := os.ReadFile(p)
+				require.NoError(t, err)
+				got[s+"/"+e.Name()] = string(b)
+			}
 		}
 		return got
 	}
-
-	run(t, env, "sh", script)
-	first := read()
-	for f, v := range first {
-		require.Regexp(t, `^[A-Za-z0-9]{40,}$`, v, "%s: at least 40 URL-safe characters (the JWT key needs 32 bytes)", f)
+	sameEverywhere := func(got map[string]string) map[string]string {
+		byName := map[string]string{}
+		for k, v := range got {
+			name := filepath.Base(k)
+			if prev, ok := byName[name]; ok {
+				require.Equal(t, prev, v, "%s: one value wherever it goes", name)
+			}
+			byName[name] = v
+		}
+		return byName
 	}
-	require.NotEqual(t, first["jwt-secret"], first["api-password"])
+
+	root, env := layout()
+	run(t, env, "sh", script)
+	first := read(root)
+	byName := sameEverywhere(first)
+	for _, f := range []string{"jwt-secret", "api-password", "db-password", "reader-password", "grafana-admin-password"} {
+		require.Regexp(t, `^[A-Za-z0-9]{40,}$`, byName[f], "%s: at least 40 URL-safe characters (the JWT key needs 32 bytes)", f)
+	}
+	require.NotEqual(t, byName["jwt-secret"], byName["api-password"])
 
 	run(t, env, "sh", script)
-	require.Equal(t, first, read(), "a second start keeps the generated secrets")
+	require.Equal(t, first, read(root), "a second start keeps the generated secrets")
 
-	run(t, append(env, "DEVOPSTIC_JWT_SECRET=given-in-dot-env-given-in-dot-env!"), "sh", script)
-	third := read()
-	require.Equal(t, "given-in-dot-env-given-in-dot-env!", third["jwt-secret"], "a value from .env wins")
-	require.Equal(t, first["db-password"], third["db-password"])
+	run(t, append(env, "DEVOPSTIC_DATABASE_PASSWORD=given-in-dot-env"), "sh", script)
+	third := sameEverywhere(read(root))
+	require.Equal(t, "given-in-dot-env", third["db-password"], "a value from .env wins, in every service that reads it")
+	require.Equal(t, byName["jwt-secret"], third["jwt-secret"])
+
+	// An upgrade from the single volume "secrets" (earlier versions, files 0444): its secrets
+	// are kept, Postgres having been initialised with its passwords.
+	root, env = layout()
+	legacy := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(legacy, "db-password"), []byte("the-password-postgres-was-made-with"), 0o444))
+	env = append(env, "DEVOPSTIC_SECRETS_LEGACY_DIR="+legacy) // the later one wins
+	run(t, env, "sh", script)
+	upgraded := sameEverywhere(read(root))
+	require.Equal(t, "the-password-postgres-was-made-with", upgraded["db-password"])
+	require.Regexp(t, `^[A-Za-z0-9]{40,}$`, upgraded["jwt-secret"], "what the earlier volume lacks is generated")
+
+	// A service's directory missing (its volume not mounted): an error, not a file in the wrong place.
+	root, env = layout()
+	require.NoError(t, os.Remove(filepath.Join(root, "grafana")))
+	_, stderr, err := runErr(env, "sh", script)
+	require.Error(t, err)
+	require.Contains(t, stderr, filepath.Join(root, "grafana"))
 }
 
 func TestImageEntrypointReadsFileSecrets(t *testing.T) {
@@ -493,49 +770,96 @@ func TestImageEntrypointReadsFileSecrets(t *testing.T) {
 	require.Contains(t, stderr, "DEVOPSTIC_JWT_SECRET_FILE")
 }
 
-func TestDockerfile(t *testing.T) {
-	t.Parallel()
+// dockerfile is deployments/docker/Dockerfile read by stage.
+type dockerfile struct {
+	stages  map[string][]string // stage name -> its lines
+	parents map[string]string   // stage name -> what it is FROM
+}
+
+func readDockerfile(t *testing.T) dockerfile {
+	t.Helper()
 	raw, err := os.ReadFile(repoPath("deployments/docker/Dockerfile"))
 	require.NoError(t, err)
-	stages := map[string][]string{} // stage name -> its lines
+	d := dockerfile{stages: map[string][]string{}, parents: map[string]string{}}
 	var current string
 	from := regexp.MustCompile(`(?i)^FROM\s+(\S+)(?:\s+AS\s+(\S+))?`)
-	parents := map[string]string{}
 	for _, line := range strings.Split(string(raw), "\n") {
 		if m := from.FindStringSubmatch(line); m != nil {
 			current = m[2]
-			parents[current] = m[1]
+			d.parents[current] = m[1]
 		}
 		if current != "" {
-			stages[current] = append(stages[current], line)
+			d.stages[current] = append(d.stages[current], line)
 		}
 	}
-	// What a final image runs as and checks with, following its FROM chain within the file.
-	lines := func(stage string) []string {
-		var chain [][]string
-		for s := stage; stages[s] != nil; s = parents[s] {
-			chain = append([][]string{stages[s]}, chain...)
-		}
-		return slices.Concat(chain...)
+	return d
+}
+
+// lines are a final image's lines, following its FROM chain within the file.
+func (d dockerfile) lines(stage string) []string {
+	var chain [][]string
+	for s := stage; d.stages[s] != nil; s = d.parents[s] {
+		chain = append([][]string{d.stages[s]}, chain...)
 	}
-	lastUser := func(stage string) string {
-		user := ""
-		for _, l := range lines(stage) {
-			if f := strings.Fields(l); len(f) == 2 && f[0] == "USER" {
-				user = f[1]
-			}
+	return slices.Concat(chain...)
+}
+
+// user is what an image runs as: its last USER.
+func (d dockerfile) user(stage string) string {
+	user := ""
+	for _, l := range d.lines(stage) {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == "USER" {
+			user = f[1]
 		}
-		return user
 	}
-	require.Contains(t, strings.Join(stages["build"], "\n"), "CGO_ENABLED=0")
-	for _, target := range []string{"ingest", "writer", "devopstic"} {
-		require.Contains(t, stages, target, "a target per image")
-		user := lastUser(target)
+	return user
+}
+
+// dir is a directory an image creates with `install -d -o UID -g GID -m MODE`.
+type dir struct {
+	uid, gid int
+	mode     os.FileMode
+}
+
+// dirs are the directories a stage creates with install -d, by path.
+func (d dockerfile) dirs(t *testing.T, stage string) map[string]dir {
+	t.Helper()
+	text := strings.ReplaceAll(strings.Join(d.lines(stage), "\n"), "\\\n", " ")
+	dirs := map[string]dir{}
+	for _, m := range regexp.MustCompile(`install -d -o ([0-9]+) -g ([0-9]+) -m ([0-7]+)((?:[ \t]+/[^ \t\n&;]+)+)`).FindAllStringSubmatch(text, -1) {
+		var e dir
+		var mode uint32
+		_, err := fmt.Sscanf(m[1]+" "+m[2]+" "+m[3], "%d %d %o", &e.uid, &e.gid, &mode)
+		require.NoError(t, err, m[0])
+		e.mode = os.FileMode(mode)
+		for _, p := range strings.Fields(m[4]) {
+			dirs[p] = e
+		}
+	}
+	return dirs
+}
+
+func TestDockerfile(t *testing.T) {
+	t.Parallel()
+	d := readDockerfile(t)
+	require.Contains(t, strings.Join(d.stages["build"], "\n"), "CGO_ENABLED=0")
+	for _, target := range []string{"ingest", "writer", "devopstic", "compose-secrets"} {
+		require.Contains(t, d.stages, target, "a target per image")
+		user := d.user(target)
 		require.NotEmpty(t, user, "%s sets USER", target)
-		require.NotContains(t, []string{"root", "0", "0:0"}, user, "%s runs as a user other than root", target)
-		health := strings.Contains(strings.Join(stages[target], "\n"), "HEALTHCHECK")
+		uid, _ := parseUser(t, user)
+		require.NotZero(t, uid, "%s runs as a user other than root", target)
+		health := strings.Contains(strings.Join(d.stages[target], "\n"), "HEALTHCHECK")
 		require.Equal(t, target == "ingest", health, "%s: a HEALTHCHECK only where there is an HTTP endpoint to check", target)
 	}
+}
+
+// parseUser reads a numeric "uid:gid" (USER, compose's user:).
+func parseUser(t *testing.T, user string) (uid, gid int) {
+	t.Helper()
+	_, err := fmt.Sscanf(strings.Replace(user, ":", " ", 1), "%d %d", &uid, &gid)
+	require.NoError(t, err, "user %q: numeric uid:gid, so that file modes can be reasoned about", user)
+	return uid, gid
 }
 
 // ---- deployments/postgres
@@ -573,13 +897,29 @@ func TestReaderRole(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, stderr, "reader_password")
 
-	run(t, imageEnv, "sh", script)
-	run(t, imageEnv, "sh", script) // idempotent: a second run changes nothing and does not fail
-
 	ctx := context.Background()
 	admin, err := pgx.Connect(ctx, dbURL)
 	require.NoError(t, err)
 	defer admin.Close(ctx)
+	// PostgreSQL 14 and older let every role create objects in schema public: make this database
+	// so, whatever the version here. The role the migrations run as, when it is not the schema's
+	// owner, creates its tables through that grant.
+	app := fmt.Sprintf("devopstic_app_%d", os.Getpid())
+	_, err = admin.Exec(ctx, `GRANT CREATE ON SCHEMA public TO PUBLIC; CREATE ROLE `+app+` NOLOGIN`)
+	require.NoError(t, err)
+	t.Cleanup(func() { // before the database is dropped, which the role has privileges in
+		ctx := context.Background()
+		c, err := pgx.Connect(ctx, dbURL)
+		require.NoError(t, err)
+		defer c.Close(ctx)
+		_, err = c.Exec(ctx, `DROP OWNED BY `+app+`; DROP ROLE `+app)
+		require.NoError(t, err)
+	})
+
+	run(t, imageEnv, "sh", script)
+	run(t, imageEnv, "sh", script) // idempotent: a second run changes nothing and does not fail
+	run(t, append(slices.Clone(psqlEnv), "PGUSER="+u.User.Username(), "PGDATABASE="+dbName),
+		"psql", "-X", "-v", "ON_ERROR_STOP=1", "-v", "reader_password=reader-Pa55word", "-v", "app_role="+app, "-f", sqlFile)
 	ru := *u
 	ru.User = url.UserPassword("devopstic_reader", "reader-Pa55word")
 	reader, err := pgx.Connect(ctx, ru.String())
@@ -598,6 +938,29 @@ func TestReaderRole(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, reader.QueryRow(ctx, `SELECT x FROM later_migration`).Scan(&n))
 	require.Equal(t, 1, n)
+
+	// The role's settings are defaults, which any session lifts (a Grafana editor's query, or a
+	// Viewer's through the query API, can): what holds is the grants. Lifted, the reader still
+	// writes nothing, and creates nothing in schema public.
+	_, err = reader.Exec(ctx, `SET default_transaction_read_only = off; SET statement_timeout = 0`)
+	require.NoError(t, err, "a session may lift the role's defaults: README's Hardening says so")
+	for _, sql := range []string{`DELETE FROM events`, `CREATE TABLE public.made_by_reader (x int)`, `CREATE FUNCTION public.lower(text) RETURNS text LANGUAGE sql AS 'SELECT $1'`} {
+		_, err = reader.Exec(ctx, sql)
+		require.True(t, errors.As(err, &pgErr), "%s: %v", sql, err)
+		require.Equal(t, "42501", pgErr.Code, "%s: permission denied, with read-only lifted", sql)
+	}
+	// The migrations' role still creates tables.
+	_, err = admin.Exec(ctx, `SET ROLE `+app+`; CREATE TABLE public.made_by_app (x int); RESET ROLE`)
+	require.NoError(t, err, "the application's role keeps CREATE on schema public")
+
+	// A reader that could still create there (here through a role it was made a member of) is an
+	// error that says what to do, not a warning lost in a log.
+	_, err = admin.Exec(ctx, `GRANT `+app+` TO devopstic_reader`)
+	require.NoError(t, err)
+	_, stderr, err = runErr(imageEnv, "sh", script)
+	_, _ = admin.Exec(ctx, `REVOKE `+app+` FROM devopstic_reader`)
+	require.Error(t, err)
+	require.Contains(t, stderr, "devopstic_reader can create objects in schema public")
 }
 
 // ---- deployments/nats
@@ -834,6 +1197,106 @@ func asMap(v any) map[string]any {
 	return m
 }
 
+// podContainer is the container named name of a rendered Deployment or Job (key Kind/name).
+func podContainer(t *testing.T, objs map[string]object, key, name string) map[string]any {
+	t.Helper()
+	o, ok := objs[key]
+	require.True(t, ok, "%s is rendered", key)
+	for _, c := range list(at(o.raw, "spec", "template", "spec", "containers")) {
+		if at(c, "name") == name {
+			return asMap(c)
+		}
+	}
+	t.Fatalf("%s has no container %s", key, name)
+	return nil
+}
+
+// envEntry is a container's env entry of that name, nil if it has none; envEntries counts them.
+func envEntry(c map[string]any, name string) map[string]any {
+	for _, e := range list(c["env"]) {
+		if at(e, "name") == name {
+			return asMap(e)
+		}
+	}
+	return nil
+}
+
+func envEntries(c map[string]any, name string) int {
+	n := 0
+	for _, e := range list(c["env"]) {
+		if at(e, "name") == name {
+			n++
+		}
+	}
+	return n
+}
+
+// Behind the Ingress every request reaches the ingest from the ingress controller's address:
+// unless the ingest takes the client's address from the header the controller sets, ten failed
+// logins from anyone lock everyone out (the throttle counts per client address). With an
+// Ingress, the chart sets DEVOPSTIC_PROXY_HEADER to X-Real-IP (which ingress-nginx sets to the
+// address it saw, replacing whatever the client sent) and DEVOPSTIC_TRUSTED_PROXIES to where
+// the controller may be; the ingest's own configuration must accept the pair.
+func TestHelmIngressClientAddress(t *testing.T) {
+	t.Parallel()
+	helm, chart := helmPath(t), chartCopy(t)
+	ingest := func(set ...string) map[string]any {
+		args := append([]string{"--set", "nats.enabled=false"}, requiredValues...)
+		for _, s := range set {
+			args = append(args, "--set", s)
+		}
+		return podContainer(t, helmTemplate(t, helm, chart, args...), "Deployment/dora-devopstic-ingest", "ingest")
+	}
+	// config reads the container's environment as the ingest would, the Secret's keys standing
+	// in for themselves.
+	readConfig := func(c map[string]any) config.Ingest {
+		environ := map[string]string{}
+		for _, e := range list(c["env"]) {
+			name := fmt.Sprint(at(e, "name"))
+			if ref := asMap(at(e, "valueFrom", "secretKeyRef")); ref != nil {
+				if ref["optional"] != true {
+					environ[name] = "stand-in-for-the-secret-key-" + fmt.Sprint(ref["key"])
+				}
+				continue
+			}
+			environ[name] = fmt.Sprint(at(e, "value"))
+		}
+		var cfg config.Ingest
+		require.NoError(t, config.Parse(&cfg, environ))
+		require.NoError(t, cfg.Validate(), "the ingest accepts the chart's settings")
+		return cfg
+	}
+
+	c := ingest()
+	require.Nil(t, envEntry(c, "DEVOPSTIC_PROXY_HEADER"), "no Ingress, no proxy to believe")
+	require.Nil(t, envEntry(c, "DEVOPSTIC_TRUSTED_PROXIES"))
+
+	cfg := readConfig(ingest("ingest.ingress.enabled=true"))
+	require.Equal(t, "X-Real-IP", cfg.HTTP.ProxyHeader)
+	require.Equal(t, []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"}, cfg.HTTP.TrustedProxies,
+		"by default the private ranges, where a cluster's pods are")
+
+	cfg = readConfig(ingest("ingest.ingress.enabled=true", "ingest.ingress.trustedProxies={10.42.0.0/16,10.43.0.0/16}"))
+	require.Equal(t, []string{"10.42.0.0/16", "10.43.0.0/16"}, cfg.HTTP.TrustedProxies, "narrowed to the controller's pods")
+
+	_, stderr, err := runErr(nil, helm, append(append([]string{"template", "dora", chart, "--set", "nats.enabled=false"}, requiredValues...),
+		"--set", "ingest.ingress.enabled=true", "--set", "ingest.ingress.trustedProxies=null")...)
+	require.Error(t, err, "a header believed from no one is a mistake")
+	require.Contains(t, stderr, "ingest.ingress.trustedProxies is empty")
+
+	c = ingest("ingest.ingress.enabled=true", "ingest.ingress.proxyHeader=")
+	require.Nil(t, envEntry(c, "DEVOPSTIC_PROXY_HEADER"), "an empty proxyHeader turns it off")
+	require.Nil(t, envEntry(c, "DEVOPSTIC_TRUSTED_PROXIES"))
+
+	// Set by hand in ingest.env (another proxy in front): that wins, and is not set twice.
+	c = ingest("ingest.ingress.enabled=true", "ingest.env.DEVOPSTIC_PROXY_HEADER=X-Client-IP", "ingest.env.DEVOPSTIC_TRUSTED_PROXIES=192.0.2.7")
+	require.Equal(t, 1, envEntries(c, "DEVOPSTIC_PROXY_HEADER"))
+	require.Equal(t, 1, envEntries(c, "DEVOPSTIC_TRUSTED_PROXIES"))
+	cfg = readConfig(c)
+	require.Equal(t, "X-Client-IP", cfg.HTTP.ProxyHeader)
+	require.Equal(t, []string{"192.0.2.7"}, cfg.HTTP.TrustedProxies)
+}
+
 func TestHelmChart(t *testing.T) {
 	t.Parallel()
 	helm := helmPath(t)
@@ -933,6 +1396,22 @@ func TestHelmChart(t *testing.T) {
 	byName := map[string]container{}
 	for _, c := range containers {
 		byName[c.name] = c
+	}
+	// Each container takes from the Secret the keys it reads, no other: Grafana above all.
+	for name, want := range map[string][]string{
+		"ingest":  {"database-password", "github-webhook-secret", "jwt-secret", "password", "username"},
+		"writer":  {"database-password"},
+		"migrate": {"database-password"},
+		"grafana": {"grafana-admin-password", "reader-password"},
+	} {
+		var keys []string
+		for _, e := range list(byName[name].spec["env"]) {
+			if ref := asMap(at(e, "valueFrom", "secretKeyRef")); ref != nil {
+				keys = append(keys, fmt.Sprint(ref["key"]))
+			}
+		}
+		sort.Strings(keys)
+		require.Equal(t, want, keys, "the Secret's keys %s reads", name)
 	}
 
 	ing := byName["ingest"]

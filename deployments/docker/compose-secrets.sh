@@ -1,36 +1,62 @@
 #!/bin/sh
-# docker-compose.yml's one-shot "secrets" service. For each secret: the value .env gives, when it
-# gives one; else the value generated on an earlier start; else a new random one (alphanumeric,
-# at least 40 characters: more than DEVOPSTIC_JWT_SECRET's 32 bytes, and safe in any URL).
-# The files are world-readable inside the volume because the containers that read them run as
-# different users (postgres, grafana, devopstic); the volume is mounted only where it is needed.
+# docker-compose.yml's one-shot "secrets" service (image target compose-secrets of the Dockerfile,
+# user 10000). For each secret: the value .env gives, when it gives one; else the value written
+# on an earlier start; else, on an upgrade, the one in the single volume "secrets" of earlier
+# versions; else a new random one (alphanumeric, at least 40 characters: more than
+# DEVOPSTIC_JWT_SECRET's 32 bytes, and safe in any URL).
+#
+# Each service gets the secrets it reads and no other, in a directory of its own (a volume that
+# only it mounts, at /run/secrets/devopstic): Grafana the read-only role's password and its admin
+# password, not the JWT key or the database owner's password. The files are 0440, in the group of
+# their directory, which the image gives to a group the service has; no one else reads them.
 #
 # Postgres takes its passwords when it initialises its volume, on the first start only: to change
 # db-password or reader-password later, change them in Postgres too (ALTER ROLE ... PASSWORD).
 set -eu
 
-dir=${DEVOPSTIC_SECRETS_DIR:-/run/secrets/devopstic}
-mkdir -p "$dir"
+root=${DEVOPSTIC_SECRETS_DIR:-/secrets}
+legacy=${DEVOPSTIC_SECRETS_LEGACY_DIR:-/run/secrets/devopstic}
 
+# put NAME VALUE SERVICE...: writes the secret NAME into the directory of each SERVICE.
 put() {
 	name=$1 value=$2
-	if [ -n "$value" ]; then
-		printf '%s' "$value" >"$dir/.$name.tmp"
-		mv "$dir/.$name.tmp" "$dir/$name"
-		echo "secrets: $name: from .env"
-	elif [ -s "$dir/$name" ]; then
-		echo "secrets: $name: kept"
-	else
-		# 48 random bytes, base64 without the URL-unsafe characters and padding.
-		head -c 48 /dev/urandom | base64 | tr -d '\n+/=' >"$dir/.$name.tmp"
-		mv "$dir/.$name.tmp" "$dir/$name"
-		echo "secrets: $name: generated"
+	shift 2
+	for service in "$@"; do
+		if [ ! -d "$root/$service" ]; then
+			echo "secrets: $root/$service is missing: docker-compose.yml mounts $service's secrets volume there" >&2
+			exit 1
+		fi
+	done
+	from="from .env"
+	if [ -z "$value" ]; then
+		for service in "$@"; do
+			if [ -s "$root/$service/$name" ]; then
+				value=$(cat "$root/$service/$name") from=kept
+				break
+			fi
+		done
 	fi
-	chmod 0444 "$dir/$name"
+	if [ -z "$value" ] && [ -s "$legacy/$name" ]; then
+		value=$(cat "$legacy/$name") from="kept from the volume secrets of an earlier version"
+	fi
+	if [ -z "$value" ]; then
+		# 48 random bytes, base64 without the URL-unsafe characters and padding.
+		value=$(head -c 48 /dev/urandom | base64 | tr -d '\n+/=') from=generated
+	fi
+	for service in "$@"; do
+		dir=$root/$service
+		# Readable by its owner alone until it is in its group with its mode, then in place.
+		rm -f "$dir/.$name.tmp"
+		(umask 0377 && printf '%s' "$value" >"$dir/.$name.tmp")
+		chgrp "$(stat -c %g "$dir")" "$dir/.$name.tmp"
+		chmod 0440 "$dir/.$name.tmp"
+		mv -f "$dir/.$name.tmp" "$dir/$name"
+	done
+	echo "secrets: $name: $from, for $*"
 }
 
-put jwt-secret "${DEVOPSTIC_JWT_SECRET:-}"
-put api-password "${DEVOPSTIC_PASSWORD:-}"
-put db-password "${DEVOPSTIC_DATABASE_PASSWORD:-}"
-put reader-password "${DEVOPSTIC_READER_PASSWORD:-}"
-put grafana-admin-password "${GRAFANA_ADMIN_PASSWORD:-}"
+put jwt-secret "${DEVOPSTIC_JWT_SECRET:-}" ingest
+put api-password "${DEVOPSTIC_PASSWORD:-}" ingest
+put db-password "${DEVOPSTIC_DATABASE_PASSWORD:-}" postgres migrate ingest writer
+put reader-password "${DEVOPSTIC_READER_PASSWORD:-}" postgres grafana
+put grafana-admin-password "${GRAFANA_ADMIN_PASSWORD:-}" grafana
