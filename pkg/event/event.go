@@ -42,8 +42,8 @@ const (
 	MaxCommitsPerJob = 10000
 )
 
-// Event is one validated native event. ID is always set: the client's id, or a hash of the
-// content (see ID).
+// Event is one validated native event. ID is always set: the client's id scoped by its
+// pipeline (see ScopedID), or a hash of the content (see contentID).
 type Event struct {
 	ID            string
 	Type          string
@@ -60,6 +60,8 @@ type Event struct {
 	TimeInferred bool
 	// IDGiven says ID came from the client rather than from the content hash.
 	IDGiven bool
+	// ClientID is the client's id as sent (trimmed); "" when it sent none.
+	ClientID string
 }
 
 // ErrInvalid is wrapped by every validation error, so callers can map it to a 400.
@@ -182,11 +184,39 @@ func Decode(raw []byte, receivedAt time.Time) (Event, error) {
 		e.TimeInferred = true
 	}
 	if e.ID != "" {
-		e.IDGiven = true
+		e.IDGiven, e.ClientID = true, e.ID
+		e.ID = ScopedID(e.PipelineID, e.ClientID)
 	} else {
 		e.ID = contentID(e)
 	}
 	return e, nil
+}
+
+// ScopedID is the id of an event whose client gave one: the client's id within its source and
+// pipeline, as "native:<pipeline>:<id>" with the pipeline percent-encoded (so that no other
+// pair of pipeline and id spells the same, and the id is safe in a NATS header). A client's id
+// is unique per pipeline: one pipeline's events cannot take another's ids. It is the stream's
+// Nats-Msg-Id and events.id; webhook ids ("github:...") and content ids ("sha256-...") never
+// start the same way.
+//
+// Before ids were scoped, the client's id alone was both; the writer keeps those messages'
+// ids (it takes a message's id from its Nats-Msg-Id), so replays do not double them.
+func ScopedID(pipelineID, clientID string) string {
+	const hexDigits = "0123456789ABCDEF"
+	b := make([]byte, 0, len(Source)+len(pipelineID)+len(clientID)+2)
+	b = append(b, Source...)
+	b = append(b, ':')
+	for i := 0; i < len(pipelineID); i++ {
+		c := pipelineID[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', strings.IndexByte("-._~/@", c) >= 0:
+			b = append(b, c)
+		default:
+			b = append(b, '%', hexDigits[c>>4], hexDigits[c&15])
+		}
+	}
+	b = append(b, ':')
+	return string(append(b, clientID...))
 }
 
 // contentID is the id of an event that has none: a hash of what it says, its time included,

@@ -74,7 +74,7 @@ func TestDecodeFullDeploy(t *testing.T) {
 	}`
 	pr := int64(232)
 	want := event.Event{
-		ID:            "ci-run-42",
+		ID:            "native:shop:ci-run-42",
 		Type:          event.TypeDeploy,
 		PipelineID:    "shop",
 		Environment:   "production",
@@ -85,6 +85,7 @@ func TestDecodeFullDeploy(t *testing.T) {
 		Status:        event.StatusFailure,
 		Timestamp:     time.Date(2019, 6, 20, 4, 5, 7, 0, time.UTC),
 		IDGiven:       true,
+		ClientID:      "ci-run-42",
 	}
 	require.Equal(t, want, decode(t, raw))
 }
@@ -521,7 +522,8 @@ func TestDecodeIDOf128Characters(t *testing.T) {
 	t.Parallel()
 	id := strings.Repeat("x", 128)
 	e := decode(t, string(withFields(t, baseCommit, map[string]string{"id": `"` + id + `"`})))
-	require.Equal(t, id, e.ID)
+	require.Equal(t, "native:shop:"+id, e.ID)
+	require.Equal(t, id, e.ClientID)
 	require.True(t, e.IDGiven)
 }
 
@@ -616,11 +618,39 @@ func TestIdentity(t *testing.T) {
 		require.Equal(t, a.ID, b.ID)
 	})
 
-	t.Run("client id kept", func(t *testing.T) {
+	t.Run("client id kept, within its pipeline", func(t *testing.T) {
 		t.Parallel()
 		e := idOf(t, string(withFields(t, baseCommit, map[string]string{"id": `"GH-run:9/attempt.2"`})), received)
-		require.Equal(t, "GH-run:9/attempt.2", e.ID)
+		require.Equal(t, "native:shop:GH-run:9/attempt.2", e.ID)
+		require.Equal(t, "GH-run:9/attempt.2", e.ClientID)
 		require.True(t, e.IDGiven)
+	})
+
+	// A client id is unique per pipeline: the same id in two pipelines is two events, and no
+	// two (pipeline, id) pairs spell the same event id, however the pipeline is named.
+	t.Run("client id scoped by pipeline", func(t *testing.T) {
+		t.Parallel()
+		withID := func(pipeline, id string) string {
+			p, _ := json.Marshal(pipeline)
+			q, _ := json.Marshal(id)
+			return string(withFields(t, baseCommit, map[string]string{"pipeline_id": string(p), "id": string(q)}))
+		}
+		seen := map[string][2]string{}
+		for _, pair := range [][2]string{
+			{"shop", "run-1"}, {"billing", "run-1"}, {"a", "b:c"}, {"a:b", "c"}, {"a%3Ab", "c"}, {"a b", "c"},
+			{"a+b", "c"}, {"acme/api", "run-1"}, {"acme", "api:run-1"}, {"é", "x"}, {"%C3%A9", "x"}, {"a\nb", "c"},
+		} {
+			e := idOf(t, withID(pair[0], pair[1]), received)
+			require.True(t, strings.HasPrefix(e.ID, "native:"), e.ID)
+			for _, c := range []byte(e.ID) {
+				require.True(t, c > ' ' && c <= '~', "id %q is printable ASCII", e.ID)
+			}
+			if other, ok := seen[e.ID]; ok {
+				t.Fatalf("%q in %q and %q in %q share the id %q", pair[1], pair[0], other[1], other[0], e.ID)
+			}
+			seen[e.ID] = pair
+		}
+		require.Equal(t, "native:acme/api:run-1", idOf(t, withID("acme/api", "run-1"), received).ID)
 	})
 
 	t.Run("order of commits", func(t *testing.T) {
@@ -728,7 +758,7 @@ func TestFacts(t *testing.T) {
 		d := set.Deployments[0]
 		require.Equal(t, "77", d.Key)
 		require.Equal(t, "77", d.DeploymentID)
-		require.Equal(t, "run-1", d.EventID)
+		require.Equal(t, "native:shop:run-1", d.EventID)
 		require.Equal(t, "success", d.Status)
 		require.Equal(t, []string{"c2"}, d.Commits)
 		require.Equal(t, []fact.Change{{PipelineID: "shop", CommitID: "c2"}}, set.Changes)

@@ -120,8 +120,13 @@ func rawMessages(rows []store.RawEvent) []writer.Msg {
 	for i, r := range rows {
 		h := nats.Header(r.Headers)
 		if h == nil {
-			// Written before the headers were kept: the receive time to the microsecond.
-			h = nats.Header{stream.HeaderReceivedAt: {r.ReceivedAt.UTC().Format(time.RFC3339Nano)}}
+			// Written before the headers were kept: the receive time to the microsecond, and the
+			// row's id, which was its message's Nats-Msg-Id (the writer maps a message to the
+			// row of that id; without one it would derive the id the ingest gives today).
+			h = nats.Header{
+				stream.HeaderReceivedAt: {r.ReceivedAt.UTC().Format(time.RFC3339Nano)},
+				nats.MsgIdHdr:           {r.ID},
+			}
 		}
 		msgs[i] = writer.Msg{Subject: stream.Subject(r.Source, r.Kind), Header: h, Data: r.Payload, Seq: r.StreamSeq}
 	}

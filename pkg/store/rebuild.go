@@ -30,6 +30,7 @@ var ErrRebuildRunning = errors.New("another rebuild is running")
 
 // RawEvent is what the events table keeps of a stream message: enough to map it again.
 type RawEvent struct {
+	ID         string
 	Source     string
 	Kind       string
 	Payload    []byte
@@ -38,7 +39,7 @@ type RawEvent struct {
 	Headers    map[string][]string // nil in rows written before migration 0003
 }
 
-const rawEventSelect = `SELECT source, kind, payload, received_at, stream_seq, headers FROM `
+const rawEventSelect = `SELECT id, source, kind, payload, received_at, stream_seq, headers FROM `
 
 // ScanEvents calls fn with every row of the events table, in batches of up to size, all read
 // from one snapshot. It returns how many rows it read.
@@ -82,7 +83,7 @@ func (s *Store) ScanEvents(ctx context.Context, size int, fn func([]RawEvent) er
 func scanRawEvent(rows pgx.CollectableRow) (RawEvent, error) {
 	var e RawEvent
 	var seq int64
-	err := rows.Scan(&e.Source, &e.Kind, &e.Payload, &e.ReceivedAt, &seq, &e.Headers)
+	err := rows.Scan(&e.ID, &e.Source, &e.Kind, &e.Payload, &e.ReceivedAt, &seq, &e.Headers)
 	e.StreamSeq = uint64(seq)
 	return e, err
 }

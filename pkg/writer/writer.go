@@ -245,6 +245,13 @@ func Decode(subject string, header nats.Header, data []byte, seq uint64) (fact.S
 		if err != nil {
 			return fact.Set{}, fmt.Errorf("%w: %w", ErrPoison, err)
 		}
+		// The id the stream deduplicated the message by is its row's id, so that the two layers
+		// of deduplication agree. It is also what keeps a message published before client ids
+		// were scoped by pipeline (its Nats-Msg-Id is the client's id alone) mapping to the row
+		// it has always had. A message without one gets the id the ingest gives it now.
+		if id := header.Get(nats.MsgIdHdr); id != "" {
+			e.ID = id
+		}
 		set := event.Facts(e, data, receivedAt, seq)
 		set.Event.Headers = header
 		return set, nil

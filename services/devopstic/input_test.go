@@ -112,7 +112,7 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 
 	// Nothing above reached the tables: a good event posted last is the only one there.
 	s.postJSON(http.StatusAccepted, `{"id":"sentinel","type":"commit","pipeline_id":"api","commit_id":"abc","timestamp":1795600800}`)
-	s.waitCount(1, `SELECT count(*) FROM events WHERE id = 'sentinel'`)
+	s.waitCount(1, `SELECT count(*) FROM events WHERE id = 'native:api:sentinel'`)
 	s.waitDrained()
 	require.Equal(t, 1, s.count(`SELECT count(*) FROM events`))
 }
@@ -177,5 +177,5 @@ func TestRetriedPostsAreCountedOnce(t *testing.T) {
 	s.waitDrained()
 	require.Equal(t, 3, s.count(`SELECT count(*) FROM events`))
 	require.Equal(t, 2, s.count(`SELECT count(*) FROM deployments`))
-	require.Equal(t, 1, s.count(`SELECT count(*) FROM events WHERE id = '72d3162e-cc78-11e3-81ab-4c9367dc0958'`))
+	require.Equal(t, 1, s.count(`SELECT count(*) FROM events WHERE id = 'native:api:72d3162e-cc78-11e3-81ab-4c9367dc0958'`))
 }

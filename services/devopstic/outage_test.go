@@ -34,9 +34,9 @@ func TestNATSDownAnswers503AndAcceptsNothing(t *testing.T) {
 		return status == http.StatusAccepted
 	}, 30*time.Second), "POST /events never recovered after NATS came back")
 
-	s.waitCount(1, `SELECT count(*) FROM events WHERE id = 'after'`)
+	s.waitCount(1, `SELECT count(*) FROM events WHERE id = 'native:api:after'`)
 	s.waitDrained()
-	require.Equal(t, 0, s.count(`SELECT count(*) FROM events WHERE id = 'during'`), "a 503'd event must not be written")
+	require.Equal(t, 0, s.count(`SELECT count(*) FROM events WHERE id = 'native:api:during'`), "a 503'd event must not be written")
 	require.Equal(t, 2, s.count(`SELECT count(*) FROM events`))
 }
 
