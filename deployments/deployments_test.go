@@ -966,7 +966,7 @@ func TestReaderRole(t *testing.T) {
 // ---- deployments/nats
 
 func TestNATSClusterConfiguration(t *testing.T) {
-	t.Parallel()
+	passwords := setNATSPasswords(t) // not parallel: it sets the environment the files read
 	var opts []*server.Options
 	for i := 1; i <= 3; i++ {
 		o, err := server.ProcessConfigFile(repoPath(fmt.Sprintf("deployments/nats/nats-%d.conf", i)))
@@ -1009,7 +1009,7 @@ func TestNATSClusterConfiguration(t *testing.T) {
 		require.True(t, srv.ReadyForConnections(10*time.Second), "nats-%d started", i+1)
 		clientURLs = append(clientURLs, fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i]))
 	}
-	nc, err := nats.Connect(strings.Join(clientURLs, ","), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1))
+	nc, err := nats.Connect(strings.Join(clientURLs, ","), append(passwords.As(stream.RoleAdmin).Options(), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1))...)
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)

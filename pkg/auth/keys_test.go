@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/devopstic/devopstic/pkg/stream"
 	"github.com/devopstic/devopstic/pkg/testenv"
 )
 
@@ -37,7 +38,7 @@ func TestAPIKeyFormat(t *testing.T) {
 func TestKeyringFollowsTheBucket(t *testing.T) {
 	t.Parallel()
 	n := testenv.StartNATS(t)
-	nc, err := nats.Connect(n.URL)
+	nc, err := nats.Connect(n.URL, n.Login(stream.RoleAdmin).Options()...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)

@@ -36,9 +36,11 @@ type Config struct {
 	Scale float64
 	// IngestBin and WriterBin are the services' binaries (go build ./services/...).
 	IngestBin, WriterBin string
-	// DatabaseURL is an empty database the run may fill; NATSURL a NATS server with JetStream
-	// and no DevOpstic stream yet.
+	// DatabaseURL is an empty database the run may fill; NATSURL a NATS server with JetStream,
+	// whose users have NATSPasswords (stream.ServerUsers): the run sets the stream up as the
+	// admin and runs the ingest and the writer as their roles' users.
 	DatabaseURL, NATSURL string
+	NATSPasswords        stream.Passwords
 	// Progress receives what the run is doing and the services' warnings.
 	Progress io.Writer
 }
@@ -132,7 +134,7 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 	}
 	defer pool.Close()
 	r.pool = pool
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("devopstic-bench"))
+	nc, err := nats.Connect(cfg.NATSURL, append(cfg.NATSPasswords.As(stream.RoleAdmin).Options(), nats.Name("devopstic-bench"))...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS: %w", err)
 	}
@@ -140,6 +142,10 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 	r.nc = nc
 	if r.js, err = jetstream.New(nc); err != nil {
 		return nil, fmt.Errorf("open JetStream: %w", err)
+	}
+	// What `devopstic migrate` does in a deployment: the ingest and the writer may not.
+	if err := stream.Setup(ctx, r.js, r.streamOf); err != nil {
+		return nil, err
 	}
 
 	steps := []struct {
@@ -299,6 +305,8 @@ func (r *runner) startIngest(ctx context.Context) error {
 		"DEVOPSTIC_HTTP_ADDR":             addr,
 		"DEVOPSTIC_DATABASE_URL":          r.cfg.DatabaseURL,
 		"DEVOPSTIC_NATS_URL":              r.cfg.NATSURL,
+		"DEVOPSTIC_NATS_USER":             stream.RoleIngest.User(),
+		"DEVOPSTIC_NATS_PASSWORD":         r.cfg.NATSPasswords[stream.RoleIngest],
 		"DEVOPSTIC_JWT_SECRET":            jwtSecret,
 		"DEVOPSTIC_USERNAME":              username,
 		"DEVOPSTIC_PASSWORD":              password,
@@ -506,9 +514,11 @@ func (r *runner) measureWriter(ctx context.Context, tables string) error {
 
 func (r *runner) startWriter() (*process, error) {
 	return startProcess("writer", r.cfg.WriterBin, map[string]string{
-		"DEVOPSTIC_DATABASE_URL": r.cfg.DatabaseURL,
-		"DEVOPSTIC_NATS_URL":     r.cfg.NATSURL,
-		"DEVOPSTIC_LOG_LEVEL":    "warn",
+		"DEVOPSTIC_DATABASE_URL":  r.cfg.DatabaseURL,
+		"DEVOPSTIC_NATS_URL":      r.cfg.NATSURL,
+		"DEVOPSTIC_NATS_USER":     stream.RoleWriter.User(),
+		"DEVOPSTIC_NATS_PASSWORD": r.cfg.NATSPasswords[stream.RoleWriter],
+		"DEVOPSTIC_LOG_LEVEL":     "warn",
 	}, r.cfg.Progress)
 }
 

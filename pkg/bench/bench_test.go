@@ -25,13 +25,15 @@ func TestTinyRun(t *testing.T) {
 	require.NoError(t, err, "go build: %s", out)
 
 	var progress bytes.Buffer
+	n := testenv.StartNATS(t)
 	rows, err := bench.Run(context.Background(), bench.Config{
-		Scale:       0.0001,
-		IngestBin:   filepath.Join(bin, "ingest"),
-		WriterBin:   filepath.Join(bin, "writer"),
-		DatabaseURL: testenv.Postgres(t),
-		NATSURL:     testenv.StartNATS(t).URL,
-		Progress:    &progress,
+		Scale:         0.0001,
+		IngestBin:     filepath.Join(bin, "ingest"),
+		WriterBin:     filepath.Join(bin, "writer"),
+		DatabaseURL:   testenv.Postgres(t),
+		NATSURL:       n.URL,
+		NATSPasswords: n.Passwords,
+		Progress:      &progress,
 	})
 	require.NoError(t, err, "progress:\n%s", progress.String())
 

@@ -56,7 +56,14 @@ func (d Database) ConnString() string {
 // NATS locates the JetStream server and shapes the stream.
 type NATS struct {
 	// URL of the NATS server(s), comma-separated. The all-in-one embeds a server when unset.
-	URL             string        `env:"DEVOPSTIC_NATS_URL"`
+	URL string `env:"DEVOPSTIC_NATS_URL"`
+	// User and Password authenticate to NATS, which requires them in every mode: the user of
+	// the service's role (devopstic-ingest, devopstic-writer; devopstic-admin for the operator
+	// commands and `devopstic migrate`). The all-in-one, when unset, takes each role's own
+	// from its data directory's password file (stream.PasswordsFile), which its embedded
+	// server writes.
+	User            string        `env:"DEVOPSTIC_NATS_USER"`
+	Password        string        `env:"DEVOPSTIC_NATS_PASSWORD"`
 	StreamReplicas  int           `env:"DEVOPSTIC_STREAM_REPLICAS" envDefault:"1"`
 	StreamMaxAge    time.Duration `env:"DEVOPSTIC_STREAM_MAX_AGE" envDefault:"8760h"`
 	StreamMaxBytes  int64         `env:"DEVOPSTIC_STREAM_MAX_BYTES" envDefault:"-1"`
@@ -342,6 +349,12 @@ func (a Auth) validate() error {
 
 func (n NATS) validate() error {
 	var errs []error
+	if n.Password != "" && n.User == "" {
+		errs = append(errs, errors.New("DEVOPSTIC_NATS_PASSWORD is set but DEVOPSTIC_NATS_USER is not: set the user it belongs to"))
+	}
+	if n.User != "" && n.Password == "" {
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_NATS_USER is %q but DEVOPSTIC_NATS_PASSWORD is empty: set both", n.User))
+	}
 	if n.StreamReplicas < 1 || n.StreamReplicas > 5 {
 		errs = append(errs, fmt.Errorf("DEVOPSTIC_STREAM_REPLICAS must be between 1 and 5, not %d", n.StreamReplicas))
 	}

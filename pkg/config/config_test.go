@@ -293,6 +293,33 @@ func TestIngestValidateNATSURL(t *testing.T) {
 	require.Equal(t, "nats://a:4222,nats://b:4222", given.NATS.URL)
 }
 
+// NATS's user and password go together; either alone is a mistake worth stopping for.
+func TestNATSCredentials(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		user, password string
+		wantErr        string
+	}{
+		{"", "", ""},
+		{"devopstic-writer", "s3cret", ""},
+		{"devopstic-writer", "", `DEVOPSTIC_NATS_USER is "devopstic-writer" but DEVOPSTIC_NATS_PASSWORD is empty`},
+		{"", "s3cret", "DEVOPSTIC_NATS_PASSWORD is set but DEVOPSTIC_NATS_USER is not"},
+	} {
+		environ := map[string]string{"DEVOPSTIC_NATS_URL": "nats://nats:4222", "DEVOPSTIC_NATS_USER": tc.user, "DEVOPSTIC_NATS_PASSWORD": tc.password}
+		var w config.Writer
+		require.NoError(t, config.Parse(&w, environ))
+		require.Equal(t, tc.user, w.NATS.User)
+		require.Equal(t, tc.password, w.NATS.Password)
+		err := w.Validate()
+		if tc.wantErr == "" {
+			require.NoError(t, err)
+		} else {
+			require.ErrorContains(t, err, tc.wantErr)
+			require.NotContains(t, err.Error(), "s3cret", "a password is never in an error")
+		}
+	}
+}
+
 func TestWriterAndAllInOneValidate(t *testing.T) {
 	t.Parallel()
 	var w config.Writer

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -80,16 +81,24 @@ func TestClusterSurvivesTheLossOfANode(t *testing.T) {
 		n.(*atomic.Int64).Add(1)
 	})
 
-	// The ingest.
-	ingestNC, err := stream.Connect(natsCfg.URL, "ingest", onAsyncErr)
+	// The stream and the auth bucket, set up by the admin as `devopstic migrate` does.
+	ensureCtx, ensureCancel := context.WithTimeout(ctx, time.Minute)
+	defer ensureCancel()
+	adminLogin := cluster.passwords.As(stream.RoleAdmin)
+	adminNC, err := stream.ConnectAs(natsCfg.URL, "admin", adminLogin, onAsyncErr)
+	require.NoError(t, err)
+	require.NoError(t, service.SetUp(ensureCtx, adminNC, adminLogin, natsCfg, log))
+	adminNC.Close()
+
+	// The ingest, as its role's user.
+	ingestLogin := cluster.passwords.As(stream.RoleIngest)
+	ingestNC, err := stream.ConnectAs(natsCfg.URL, "ingest", ingestLogin, onAsyncErr)
 	require.NoError(t, err)
 	defer ingestNC.Close()
 	ingestStore, err := store.Open(ctx, dbURL, 4)
 	require.NoError(t, err)
 	defer ingestStore.Close()
-	ensureCtx, ensureCancel := context.WithTimeout(ctx, time.Minute)
-	js, err := service.EnsureStream(ensureCtx, ingestNC, natsCfg, log)
-	ensureCancel()
+	js, err := service.WaitForStream(ensureCtx, ingestNC, ingestLogin, log)
 	require.NoError(t, err)
 	ingestCfg := config.Ingest{
 		HTTP: config.HTTP{BodyLimit: 1 << 20, MaxBatch: 1000},
@@ -112,7 +121,7 @@ func TestClusterSurvivesTheLossOfANode(t *testing.T) {
 	writersCtx, stopWriters := context.WithCancel(ctx)
 	var writers sync.WaitGroup
 	for i := range 2 {
-		nc, err := stream.Connect(cluster.urls(i+1), fmt.Sprintf("writer-%d", i), nats.DontRandomize(), onAsyncErr)
+		nc, err := stream.ConnectAs(cluster.urls(i+1), fmt.Sprintf("writer-%d", i), cluster.passwords.As(stream.RoleWriter), nats.DontRandomize(), onAsyncErr)
 		require.NoError(t, err)
 		defer nc.Close()
 		st, err := store.Open(ctx, dbURL, 4)
@@ -242,7 +251,7 @@ func TestClusterSurvivesTheLossOfANode(t *testing.T) {
 		require.True(t, ok, "batch %d was never accepted", b)
 	}
 	var distinct, wanted int64
-	require.NoError(t, db.QueryRow(ctx, `SELECT count(DISTINCT id), count(*) FILTER (WHERE id LIKE 'cluster-%') FROM events`).Scan(&distinct, &wanted))
+	require.NoError(t, db.QueryRow(ctx, `SELECT count(DISTINCT id), count(*) FILTER (WHERE id LIKE 'native:%:cluster-%') FROM events`).Scan(&distinct, &wanted))
 	require.Equal(t, int64(events), accepted.Load())
 	require.Equal(t, int64(events), inPostgres, "events in Postgres")
 	require.Equal(t, int64(events), distinct, "distinct event ids in Postgres")
@@ -272,18 +281,23 @@ func TestClusterSurvivesTheLossOfANode(t *testing.T) {
 	})
 }
 
-// natsCluster is n embedded NATS servers with JetStream, routed to one another on loopback.
+// natsCluster is n embedded NATS servers with JetStream, routed to one another on loopback,
+// with DevOpstic's users and permissions (those of deployments/nats/*.conf).
 type natsCluster struct {
-	names   []string
-	clients []int
-	opts    map[string]func() *server.Options
-	mu      sync.Mutex
-	servers map[string]*server.Server
+	passwords stream.Passwords
+	names     []string
+	clients   []int
+	opts      map[string]func() *server.Options
+	mu        sync.Mutex
+	servers   map[string]*server.Server
 }
 
 func startNATSCluster(t *testing.T, n int) *natsCluster {
 	t.Helper()
 	c := &natsCluster{opts: map[string]func() *server.Options{}, servers: map[string]*server.Server{}}
+	var err error
+	c.passwords, err = stream.LocalPasswords(filepath.Join(t.TempDir(), stream.PasswordsFile))
+	require.NoError(t, err)
 	var routes []string
 	routePorts := make([]int, n)
 	for i := range n {
@@ -305,6 +319,7 @@ func startNATSCluster(t *testing.T, n int) *natsCluster {
 				Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
 				NoSigs:     true,
 				NoLog:      true,
+				Users:      users(t, c.passwords),
 				// Each server of a real cluster has its own machine; here three share two cores.
 				JetStreamMaxMemory: 64 << 20,
 			}
@@ -322,6 +337,12 @@ func startNATSCluster(t *testing.T, n int) *natsCluster {
 		}
 	})
 	return c
+}
+
+func users(t *testing.T, p stream.Passwords) []*server.User {
+	u, err := stream.ServerUsers(p)
+	require.NoError(t, err)
+	return u
 }
 
 func (c *natsCluster) start(t *testing.T, name string) {

@@ -40,17 +40,55 @@ func StreamConfig(n config.NATS) stream.Config {
 	}
 }
 
-// EnsureStream creates or updates the stream, waiting for NATS as long as ctx allows.
-func EnsureStream(ctx context.Context, nc *nats.Conn, cfg config.NATS, log *slog.Logger) (jetstream.JetStream, error) {
+// Login is the configured NATS login of role: DEVOPSTIC_NATS_USER and DEVOPSTIC_NATS_PASSWORD,
+// with role's inbox prefix.
+func Login(cfg config.NATS, role stream.Role) stream.Login {
+	return stream.Login{Role: role, User: cfg.User, Password: cfg.Password}
+}
+
+// SetUp creates or updates the stream and the auth bucket (stream.Setup), waiting for NATS as
+// long as ctx allows. nc must be the admin's: no other role may shape a stream.
+func SetUp(ctx context.Context, nc *nats.Conn, login stream.Login, cfg config.NATS, log *slog.Logger) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("open JetStream: %w", err)
+	}
+	return Retry(ctx, log, "NATS JetStream to set up the stream "+stream.StreamName+" and the bucket "+stream.AuthBucket, func(ctx context.Context) error {
+		if err := login.Refused(nc, nil); err != nil {
+			return err
+		}
+		return withViolation(nc, stream.Setup(ctx, js, StreamConfig(cfg)))
+	})
+}
+
+// WaitForStream waits, as long as ctx allows, until the stream exists. The ingest and the writer
+// do not create it (they may not: see stream.Role.Permissions); stream.Setup does, run by the
+// all-in-one for its embedded server or by `devopstic migrate` for an external NATS.
+func WaitForStream(ctx context.Context, nc *nats.Conn, login stream.Login, log *slog.Logger) (jetstream.JetStream, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("open JetStream: %w", err)
 	}
 	err = Retry(ctx, log, "NATS JetStream stream "+stream.StreamName, func(ctx context.Context) error {
-		_, err := stream.EnsureStream(ctx, js, StreamConfig(cfg))
-		return err
+		if err := login.Refused(nc, nil); err != nil {
+			return err
+		}
+		_, err := js.Stream(ctx, stream.StreamName)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("%w: it is created by `devopstic migrate` run with the NATS admin's credentials (DEVOPSTIC_NATS_USER=%s), or by the all-in-one's embedded server", err, stream.RoleAdmin.User())
+		}
+		return withViolation(nc, err)
 	})
 	return js, err
+}
+
+// withViolation adds to err the permission NATS refused nc last, if any: a request it refuses
+// gets no answer, so err alone would be a timeout.
+func withViolation(nc *nats.Conn, err error) error {
+	if last := nc.LastError(); err != nil && errors.Is(last, nats.ErrPermissionViolation) {
+		return fmt.Errorf("%w (%w: is DEVOPSTIC_NATS_USER the user of this service's role?)", err, last)
+	}
+	return err
 }
 
 // Ingest builds the HTTP API over nc and st. It also starts what lives as long as the app
@@ -126,7 +164,7 @@ func Ingest(cfg config.Ingest, nc *nats.Conn, js jetstream.JetStream, st *store.
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		watchAuthBucket(ctx, js, cfg.NATS.StreamReplicas, keyring, log)
+		watchAuthBucket(ctx, nc, js, keyring, log)
 	}()
 	var admin *fiber.App
 	if adminLn != nil {
@@ -149,17 +187,24 @@ func Ingest(cfg config.Ingest, nc *nats.Conn, js jetstream.JetStream, st *store.
 	return app, nil
 }
 
-// watchAuthBucket keeps keyring equal to the auth bucket until ctx is done, creating the
-// bucket when it is missing and watching again whenever a watch ends (NATS restarted).
-func watchAuthBucket(ctx context.Context, js jetstream.JetStream, replicas int, keyring *auth.Keyring, log *slog.Logger) {
+// watchAuthBucket keeps keyring equal to the auth bucket until ctx is done, waiting for the
+// bucket while it is missing (stream.Setup creates it) and watching again whenever a watch ends
+// (NATS restarted).
+func watchAuthBucket(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, keyring *auth.Keyring, log *slog.Logger) {
 	for attempt := 1; ctx.Err() == nil; attempt++ {
 		var kv jetstream.KeyValue
 		err := Retry(ctx, log, "NATS key-value bucket "+stream.AuthBucket, func(ctx context.Context) (err error) {
-			kv, err = stream.EnsureAuthBucket(ctx, js, replicas)
-			return err
+			kv, err = js.KeyValue(ctx, stream.AuthBucket)
+			if errors.Is(err, jetstream.ErrBucketNotFound) {
+				return fmt.Errorf("%w: it is created with the stream, by `devopstic migrate` or the all-in-one's embedded server", err)
+			}
+			return withViolation(nc, err)
 		})
 		if err != nil {
-			return // ctx is done
+			if ctx.Err() == nil {
+				log.Error("API keys cannot be loaded", "error", err)
+			}
+			return
 		}
 		if err := keyring.Watch(ctx, kv, log); err != nil && (attempt == 1 || attempt%30 == 0) {
 			log.Warn("watching the auth bucket again", "attempt", attempt, "error", err)
@@ -230,6 +275,9 @@ func Retry(ctx context.Context, log *slog.Logger, what string, fn func(context.C
 		cancel()
 		if err == nil {
 			return nil
+		}
+		if errors.Is(err, stream.ErrCredentialsRefused) {
+			return err // only a change of configuration helps
 		}
 		if attempt == 1 || attempt%10 == 0 {
 			log.Warn("waiting for "+what, "attempt", attempt, "error", err)

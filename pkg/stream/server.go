@@ -19,11 +19,18 @@ type ServerConfig struct {
 	// loss, at a cost measured in BenchmarkPublish.
 	SyncInterval time.Duration
 	SyncAlways   bool
+	// Passwords of the roles' users (ServerUsers): required, as no client connects without
+	// credentials.
+	Passwords Passwords
 }
 
 // RunServer starts an embedded NATS server with JetStream and waits until it accepts
 // connections. Stop it with Shutdown and WaitForShutdown.
 func RunServer(cfg ServerConfig) (*server.Server, error) {
+	users, err := ServerUsers(cfg.Passwords)
+	if err != nil {
+		return nil, fmt.Errorf("configure embedded NATS: %w", err)
+	}
 	opts := &server.Options{
 		ServerName:   "devopstic",
 		Host:         cfg.Host,
@@ -36,6 +43,7 @@ func RunServer(cfg ServerConfig) (*server.Server, error) {
 		NoLog:        true,
 		// The embedded server serves one process (or a test): keep its memory modest.
 		JetStreamMaxMemory: 256 << 20,
+		Users:              users,
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {

@@ -39,10 +39,12 @@ func TestSubjects(t *testing.T) {
 // start runs an embedded server with the stream created; syncAlways flushes every write.
 func start(tb testing.TB, syncAlways bool) (*nats.Conn, jetstream.JetStream) {
 	tb.Helper()
-	ns, err := stream.RunServer(stream.ServerConfig{StoreDir: tb.TempDir(), Host: "127.0.0.1", Port: -1, SyncAlways: syncAlways})
+	pw, err := stream.LocalPasswords(tb.TempDir() + "/" + stream.PasswordsFile)
+	require.NoError(tb, err)
+	ns, err := stream.RunServer(stream.ServerConfig{StoreDir: tb.TempDir(), Host: "127.0.0.1", Port: -1, SyncAlways: syncAlways, Passwords: pw})
 	require.NoError(tb, err)
 	tb.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := stream.Connect(ns.ClientURL(), "test")
+	nc, err := stream.ConnectAs(ns.ClientURL(), "test", pw.As(stream.RoleAdmin))
 	require.NoError(tb, err)
 	tb.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/devopstic/devopstic/pkg/pgcluster"
 	"github.com/devopstic/devopstic/pkg/store"
@@ -193,11 +194,17 @@ func withDatabase(dbURL, name string) string {
 }
 
 // NATS is an embedded JetStream server for one test, on a fixed port so that it can be stopped
-// and started again at the same URL (Restart).
+// and started again at the same URL (Restart). Like every DevOpstic NATS server it refuses a
+// client without a user and password (Login gives a role's), and it has the stream and the auth
+// bucket, set up by the admin as `devopstic migrate` does in a deployment.
 type NATS struct {
 	URL string
-	cfg stream.ServerConfig
-	srv *server.Server
+	// DataDir holds the passwords in stream.PasswordsFile, as an all-in-one's data directory
+	// does: one run with DEVOPSTIC_DATA_DIR=DataDir connects each role as its own user.
+	DataDir   string
+	Passwords stream.Passwords
+	cfg       stream.ServerConfig
+	srv       *server.Server
 }
 
 // StartNATS starts an embedded JetStream server with its own store; it stops when the test ends.
@@ -209,16 +216,62 @@ func StartNATS(t testing.TB) *NATS {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	_ = ln.Close()
-	n := &NATS{cfg: stream.ServerConfig{StoreDir: t.TempDir(), Host: "127.0.0.1", Port: port}}
+	n := &NATS{DataDir: t.TempDir()}
+	if n.Passwords, err = stream.LocalPasswords(filepath.Join(n.DataDir, stream.PasswordsFile)); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	n.cfg = stream.ServerConfig{StoreDir: t.TempDir(), Host: "127.0.0.1", Port: port, Passwords: n.Passwords}
 	n.URL = fmt.Sprintf("nats://127.0.0.1:%d", port)
 	if err := n.Start(); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
 	t.Cleanup(n.Stop)
+	if err := n.setUp(); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	started.Store(n.URL, n)
+	t.Cleanup(func() { started.Delete(n.URL) })
 	return n
 }
 
-// Start starts the server (again), with the same port and store.
+// started holds the running NATS servers by URL, for LoginAt.
+var started sync.Map
+
+// LoginAt is role's login to the server StartNATS started at url (for helpers given a URL
+// only); ok is false when there is none.
+func LoginAt(url string, role stream.Role) (l stream.Login, ok bool) {
+	n, ok := started.Load(url)
+	if !ok {
+		return stream.Login{Role: role}, false
+	}
+	return n.(*NATS).Login(role), true
+}
+
+// Login is role's login to the server.
+func (n *NATS) Login(role stream.Role) stream.Login { return n.Passwords.As(role) }
+
+// Env is what a service process of role (the ingest, the writer) needs to reach the server:
+// DEVOPSTIC_NATS_URL, DEVOPSTIC_NATS_USER and DEVOPSTIC_NATS_PASSWORD, as NAME=value.
+func (n *NATS) Env(role stream.Role) []string {
+	return []string{"DEVOPSTIC_NATS_URL=" + n.URL, "DEVOPSTIC_NATS_USER=" + role.User(), "DEVOPSTIC_NATS_PASSWORD=" + n.Passwords[role]}
+}
+
+func (n *NATS) setUp() error {
+	nc, err := stream.ConnectAs(n.URL, "testenv", n.Login(stream.RoleAdmin))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return stream.Setup(ctx, js, stream.Config{Replicas: 1, MaxAge: 365 * 24 * time.Hour, MaxBytes: -1, Duplicates: 24 * time.Hour})
+}
+
+// Start starts the server (again), with the same port, store and users.
 func (n *NATS) Start() error {
 	srv, err := stream.RunServer(n.cfg)
 	if err != nil {

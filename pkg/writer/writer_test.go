@@ -90,7 +90,7 @@ func BenchmarkWriter(b *testing.B) {
 	b.Run("stream", func(b *testing.B) {
 		st := openStore(b)
 		n := testenv.StartNATS(b)
-		nc, err := stream.Connect(n.URL, "bench")
+		nc, err := stream.ConnectAs(n.URL, "bench", n.Login(stream.RoleAdmin))
 		require.NoError(b, err)
 		defer nc.Close()
 		js, err := jetstream.New(nc)

@@ -15,7 +15,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/term"
 
@@ -102,14 +101,10 @@ func openAccess(ctx context.Context, cfg config.AllInOne, needNATS bool) (*acces
 	closers = append(closers, st.Close)
 	env := &accessEnv{cfg: cfg, st: st}
 	if needNATS {
-		natsURL := cfg.NATS.URL
-		if natsURL == "" {
-			natsURL = "nats://" + cfg.Embedded.NATSAddr
-		}
-		nc, err := nats.Connect(natsURL, nats.Name("devopstic-access"), nats.Timeout(5*time.Second))
+		nc, err := connectAdmin(cfg, "devopstic-access")
 		if err != nil {
 			closeAll()
-			return nil, nil, fmt.Errorf("connect to NATS at %s (is the service running? set DEVOPSTIC_NATS_URL): %w", natsURL, err)
+			return nil, nil, err
 		}
 		closers = append(closers, nc.Close)
 		js, err := jetstream.New(nc)

@@ -107,13 +107,8 @@ func openAdmin(ctx context.Context, cfg config.AllInOne, command string, stdout,
 	closers = append(closers, st.Close)
 	env := &adminEnv{cfg: cfg, st: st, stdout: stdout, stderr: stderr, log: log}
 	if command != "dead-letters" {
-		natsURL := cfg.NATS.URL
-		if natsURL == "" {
-			natsURL = "nats://" + cfg.Embedded.NATSAddr
-		}
-		nc, err := nats.Connect(natsURL, nats.Name("devopstic-admin"), nats.Timeout(5*time.Second))
+		nc, err := connectAdmin(cfg, "devopstic-admin")
 		if err != nil {
-			err = fmt.Errorf("connect to NATS at %s (is the service running? set DEVOPSTIC_NATS_URL): %w", natsURL, err)
 			if command == "status" {
 				env.natsErr = err
 				return env, closeAll, nil

@@ -197,7 +197,7 @@ func openPool(t testing.TB, dbURL string) *pgxpool.Pool {
 // publish puts messages on the stream as the ingest does (with their ids), 1,000 at a time.
 func publish(t testing.TB, natsURL string, msgs []stream.Message) {
 	t.Helper()
-	nc, err := stream.Connect(natsURL, "test-publisher")
+	nc, err := stream.ConnectAs(natsURL, "test-publisher", natsAdmin(t, natsURL))
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -335,7 +335,7 @@ UPDATE deployments SET status = 'failure'; DELETE FROM pipelines; UPDATE inciden
 	compareDumps(t, "rebuild from the stream", want, fullDump(t, s.db))
 
 	// The stream loses its first 10 messages (as retention would drop them).
-	nc, err := nats.Connect(s.nats.URL)
+	nc, err := nats.Connect(s.nats.URL, s.nats.Login(stream.RoleAdmin).Options()...)
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)

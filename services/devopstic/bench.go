@@ -85,7 +85,11 @@ func benchmark(ctx context.Context, cfg config.AllInOne, args []string, stdout, 
 		return err
 	}
 	// NATS as make run has it: file store, default sync interval.
-	ns, err := stream.RunServer(stream.ServerConfig{StoreDir: filepath.Join(dir, "nats"), Host: "127.0.0.1", Port: -1})
+	passwords, err := stream.LocalPasswords(filepath.Join(dir, stream.PasswordsFile))
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	ns, err := stream.RunServer(stream.ServerConfig{StoreDir: filepath.Join(dir, "nats"), Host: "127.0.0.1", Port: -1, Passwords: passwords})
 	if err != nil {
 		return fmt.Errorf("bench: start NATS: %w", err)
 	}
@@ -95,12 +99,13 @@ func benchmark(ctx context.Context, cfg config.AllInOne, args []string, stdout, 
 	}()
 
 	rows, err := bench.Run(ctx, bench.Config{
-		Scale:       *scale,
-		IngestBin:   *ingestBin,
-		WriterBin:   *writerBin,
-		DatabaseURL: cluster.URL("devopstic"),
-		NATSURL:     ns.ClientURL(),
-		Progress:    stderr,
+		Scale:         *scale,
+		IngestBin:     *ingestBin,
+		WriterBin:     *writerBin,
+		DatabaseURL:   cluster.URL("devopstic"),
+		NATSURL:       ns.ClientURL(),
+		NATSPasswords: passwords,
+		Progress:      stderr,
 	})
 	bench.Print(stdout, rows, *scale, runtime.NumCPU())
 	return err

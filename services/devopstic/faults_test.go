@@ -43,7 +43,8 @@ func runWriterProcess() {
 			return err
 		}
 		log := cfg.Log.Logger(os.Stderr)
-		nc, err := stream.Connect(cfg.NATS.URL, "test-writer")
+		login := service.Login(cfg.NATS, stream.RoleWriter)
+		nc, err := stream.ConnectAs(cfg.NATS.URL, "test-writer", login)
 		if err != nil {
 			return err
 		}
@@ -53,7 +54,7 @@ func runWriterProcess() {
 			return err
 		}
 		defer st.Close()
-		js, err := service.EnsureStream(ctx, nc, cfg.NATS, log)
+		js, err := service.WaitForStream(ctx, nc, login, log)
 		if err != nil {
 			return service.Stopped(ctx, err) // a SIGTERM while waiting for NATS is a clean stop
 		}
@@ -87,15 +88,20 @@ func (r *readyWriter) Write(p []byte) (int, error) {
 	return os.Stdout.Write(p)
 }
 
-// writerProcess starts a writer process on dbURL and natsURL, and returns once it handles
-// SIGTERM: a SIGTERM sent before then would kill it outright, as the Go runtime's default.
+// writerProcess starts a writer process on dbURL and natsURL (a testenv server, which it
+// connects to as the writer's user), and returns once it handles SIGTERM: a SIGTERM sent
+// before then would kill it outright, as the Go runtime's default.
 func writerProcess(t testing.TB, dbURL, natsURL string) *exec.Cmd {
 	t.Helper()
+	login, ok := testenv.LoginAt(natsURL, stream.RoleWriter)
+	require.True(t, ok, "no testenv NATS at %s", natsURL)
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(),
 		"DEVOPSTIC_TEST_RUN_WRITER=1",
 		"DEVOPSTIC_DATABASE_URL="+dbURL,
 		"DEVOPSTIC_NATS_URL="+natsURL,
+		"DEVOPSTIC_NATS_USER="+login.User,
+		"DEVOPSTIC_NATS_PASSWORD="+login.Password,
 		"DEVOPSTIC_WRITER_BATCH_SIZE=200",
 		"DEVOPSTIC_WRITER_BATCH_WAIT=10ms",
 		// A killed writer's messages come back after AckWait: keep the tests short.
@@ -141,14 +147,15 @@ func startIngest(t *testing.T, dbURL string, n *testenv.NATS) *stack {
 	}))
 	require.NoError(t, cfg.Validate())
 	log := slogFor(t)
-	nc, err := stream.Connect(n.URL, "test-ingest")
+	login := n.Login(stream.RoleIngest)
+	nc, err := stream.ConnectAs(n.URL, "test-ingest", login)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	st, err := store.Open(context.Background(), dbURL, 2)
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
 	ctx, cancel := context.WithCancel(context.Background())
-	js, err := service.EnsureStream(ctx, nc, cfg.NATS, log)
+	js, err := service.WaitForStream(ctx, nc, login, log)
 	require.NoError(t, err)
 	app, err := service.Ingest(cfg.Ingest(), nc, js, st, nil, log)
 	require.NoError(t, err)
@@ -200,7 +207,7 @@ func (s *stack) post(events []string, perRequest int, accepted *atomic.Int64) (r
 // waitSettled waits until the writers have settled every message of the stream.
 func waitSettled(t testing.TB, natsURL string, timeout time.Duration) {
 	t.Helper()
-	nc, err := stream.Connect(natsURL, "test-wait")
+	nc, err := stream.ConnectAs(natsURL, "test-wait", natsAdmin(t, natsURL))
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)

@@ -49,7 +49,7 @@ func (s *stack) deliver(eventName, delivery string, body []byte, query string, h
 
 func (s *stack) streamMessages() uint64 {
 	s.t.Helper()
-	nc, err := nats.Connect(s.nats.URL)
+	nc, err := nats.Connect(s.nats.URL, s.nats.Login(stream.RoleAdmin).Options()...)
 	require.NoError(s.t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)

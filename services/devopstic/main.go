@@ -4,7 +4,8 @@
 //	devopstic serve     run everything, configured from the environment (production-like)
 //	devopstic dev       what `make run` starts: serve, plus a local Postgres under the data
 //	                    directory, a generated JWT key and admin/admin unless told otherwise
-//	devopstic migrate   bring the database schema up to date and exit
+//	devopstic migrate   bring the database schema up to date and, with DEVOPSTIC_NATS_URL, the
+//	                    NATS stream and auth bucket (as the NATS admin), and exit
 //	devopstic demo      load a generated history into a running DevOpstic
 //	devopstic bench     the benchmark table of make bench (pkg/bench)
 //
@@ -40,7 +41,7 @@ const usage = `usage: devopstic <command>
 commands:
   serve     run the ingest and the writer (embedded NATS unless DEVOPSTIC_NATS_URL is set)
   dev       serve with a local Postgres and generated secrets: what "make run" starts
-  migrate   bring the database schema up to date and exit
+  migrate   bring the database schema up to date, and the NATS stream with DEVOPSTIC_NATS_URL
   demo      load a generated 90-day history into a running DevOpstic (make demo)
   bench     measure ingest, writer, latency and metrics API against their ceilings (make bench)
 
@@ -88,6 +89,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		fmt.Fprintln(stdout, "database schema is up to date")
+		if cfg.NATS.URL == "" {
+			return nil // the all-in-one's embedded server is set up as it starts
+		}
+		if err := migrateNATS(ctx, cfg, log); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "NATS stream %s and key-value bucket %s are up to date\n", stream.StreamName, stream.AuthBucket)
 		return nil
 	case "status", "replay", "rebuild", "dead-letters":
 		return admin(ctx, cfg, args, stdout, os.Stderr, log)
@@ -103,10 +111,25 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 // serve runs the ingest on ln and the writer until ctx is done, then shuts down in order:
 // HTTP first (no new events), then the writer (finishes its batch), then NATS, then Postgres.
+//
+// The ingest and the writer each have their own NATS connection, as their role's user, so
+// that the all-in-one works within the permissions the separate services have. The stream and
+// the auth bucket are set up first as the admin when serve has the admin's password (its
+// embedded server, or the data directory's password file); with DEVOPSTIC_NATS_USER it waits
+// for `devopstic migrate` to have done it.
 func serve(ctx context.Context, cfg config.AllInOne, ln net.Listener, log *slog.Logger) error {
 	natsURL := cfg.NATS.URL
+	var ingestLogin, writerLogin, adminLogin stream.Login
 	if natsURL == "" {
-		ns, err := startEmbeddedNATS(cfg.Embedded)
+		path, err := natsPasswordsPath(cfg.Embedded)
+		if err != nil {
+			return err
+		}
+		passwords, err := stream.LocalPasswords(path)
+		if err != nil {
+			return err
+		}
+		ns, err := startEmbeddedNATS(cfg.Embedded, passwords)
 		if err != nil {
 			return err
 		}
@@ -115,17 +138,42 @@ func serve(ctx context.Context, cfg config.AllInOne, ln net.Listener, log *slog.
 			ns.WaitForShutdown()
 		}()
 		natsURL = ns.ClientURL()
-		log.Info("embedded NATS JetStream started", "url", natsURL, "store", filepath.Join(cfg.Embedded.DataDir, "nats"), "sync", cfg.Embedded.SyncInterval)
-	}
-	nc, err := stream.Connect(natsURL, "devopstic", nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-		if err != nil {
-			log.Warn("NATS disconnected", "error", err)
+		ingestLogin, writerLogin, adminLogin = passwords.As(stream.RoleIngest), passwords.As(stream.RoleWriter), passwords.As(stream.RoleAdmin)
+		log.Info("embedded NATS JetStream started", "url", natsURL, "store", filepath.Join(cfg.Embedded.DataDir, "nats"), "sync", cfg.Embedded.SyncInterval, "passwords", path)
+	} else {
+		var fromFile bool
+		var errs [3]error
+		ingestLogin, fromFile, errs[0] = natsLogin(cfg, stream.RoleIngest)
+		writerLogin, _, errs[1] = natsLogin(cfg, stream.RoleWriter)
+		if fromFile {
+			adminLogin, _, errs[2] = natsLogin(cfg, stream.RoleAdmin)
 		}
-	}), nats.ReconnectHandler(func(*nats.Conn) { log.Info("NATS reconnected") }))
+		if err := errors.Join(errs[:]...); err != nil {
+			return err
+		}
+	}
+	if adminLogin.User != "" {
+		if err := setUpNATS(ctx, natsURL, adminLogin, cfg.NATS, log); err != nil {
+			return service.Stopped(ctx, err)
+		}
+	}
+	connect := func(name string, login stream.Login) (*nats.Conn, error) {
+		return stream.ConnectAs(natsURL, name, login, nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("NATS disconnected", "connection", name, "error", err)
+			}
+		}), nats.ReconnectHandler(func(*nats.Conn) { log.Info("NATS reconnected", "connection", name) }))
+	}
+	ingestNC, err := connect("devopstic-ingest", ingestLogin)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer ingestNC.Close()
+	writerNC, err := connect("devopstic-writer", writerLogin)
+	if err != nil {
+		return err
+	}
+	defer writerNC.Close()
 
 	st, err := store.Open(ctx, cfg.Database.ConnString(), cfg.Database.MaxConns)
 	if err != nil {
@@ -133,13 +181,17 @@ func serve(ctx context.Context, cfg config.AllInOne, ln net.Listener, log *slog.
 	}
 	defer st.Close()
 
-	js, err := service.EnsureStream(ctx, nc, cfg.NATS, log)
+	js, err := service.WaitForStream(ctx, ingestNC, ingestLogin, log)
 	if err != nil {
 		return service.Stopped(ctx, err) // a SIGTERM while waiting for NATS is a clean stop
 	}
+	writerJS, err := service.WaitForStream(ctx, writerNC, writerLogin, log)
+	if err != nil {
+		return service.Stopped(ctx, err)
+	}
 	// One registry for both roles: GET /metrics shows the ingest's and the writer's series.
 	reg := metrics.NewRegistry()
-	app, err := service.Ingest(cfg.Ingest(), nc, js, st, reg, log)
+	app, err := service.Ingest(cfg.Ingest(), ingestNC, js, st, reg, log)
 	if err != nil {
 		return err
 	}
@@ -155,7 +207,7 @@ func serve(ctx context.Context, cfg config.AllInOne, ln net.Listener, log *slog.
 	writerDone := make(chan error, 1)
 	go func() { httpDone <- service.Serve(httpCtx, ln, app) }()
 	go func() {
-		writerDone <- service.Write(writerCtx, cfg.Writer, cfg.Database.ConnString(), js, st, reg, log)
+		writerDone <- service.Write(writerCtx, cfg.Writer, cfg.Database.ConnString(), writerJS, st, reg, log)
 	}()
 	log.Info("devopstic serving", "addr", ln.Addr().String())
 
@@ -176,11 +228,11 @@ func serve(ctx context.Context, cfg config.AllInOne, ln net.Listener, log *slog.
 	}
 	// Send the writer's last acks before the connection closes; a lost ack only means a
 	// harmless redelivery, so a failed flush is not an error.
-	_ = nc.FlushTimeout(2 * time.Second)
+	_ = writerNC.FlushTimeout(2 * time.Second)
 	return errors.Join(httpErr, writerErr)
 }
 
-func startEmbeddedNATS(cfg config.Embedded) (*server.Server, error) {
+func startEmbeddedNATS(cfg config.Embedded, passwords stream.Passwords) (*server.Server, error) {
 	host, portText, err := net.SplitHostPort(cfg.NATSAddr)
 	if err != nil {
 		return nil, fmt.Errorf("DEVOPSTIC_EMBEDDED_NATS_ADDR must be host:port, not %q", cfg.NATSAddr)
@@ -199,6 +251,7 @@ func startEmbeddedNATS(cfg config.Embedded) (*server.Server, error) {
 		Port:         port,
 		SyncInterval: interval,
 		SyncAlways:   always,
+		Passwords:    passwords,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w (is another NATS server using %s? set DEVOPSTIC_EMBEDDED_NATS_ADDR)", err, cfg.NATSAddr)

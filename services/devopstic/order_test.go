@@ -79,7 +79,7 @@ func (s *stack) dump() map[string][]string {
 // waitDrained waits until the writer has settled every message in the stream.
 func (s *stack) waitDrained() {
 	s.t.Helper()
-	nc, err := nats.Connect(s.nats.URL)
+	nc, err := nats.Connect(s.nats.URL, s.nats.Login(stream.RoleAdmin).Options()...)
 	require.NoError(s.t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -108,7 +108,7 @@ func (s *stack) waitDrained() {
 // writer.
 func (s *stack) publishRaw(events []string, received time.Time) {
 	s.t.Helper()
-	nc, err := nats.Connect(s.nats.URL)
+	nc, err := nats.Connect(s.nats.URL, s.nats.Login(stream.RoleAdmin).Options()...)
 	require.NoError(s.t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)

@@ -66,7 +66,7 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	t.Parallel()
 	s := startStack(t, "", withEnv("DEVOPSTIC_WRITER_MAX_DELIVER", "2"))
 
-	nc, err := nats.Connect(s.nats.URL)
+	nc, err := nats.Connect(s.nats.URL, s.nats.Login(stream.RoleAdmin).Options()...)
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)

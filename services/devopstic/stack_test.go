@@ -62,6 +62,7 @@ func startStackLogging(t testing.TB, dbURL string, logs io.Writer, opts ...stack
 	env := map[string]string{
 		"DEVOPSTIC_DATABASE_URL":      dbURL,
 		"DEVOPSTIC_NATS_URL":          n.URL,
+		"DEVOPSTIC_DATA_DIR":          n.DataDir, // its password file: each role connects as its own user
 		"DEVOPSTIC_JWT_SECRET":        strings.Repeat("s", 40),
 		"DEVOPSTIC_USERNAME":          "ci",
 		"DEVOPSTIC_PASSWORD":          "hunter2-hunter2",

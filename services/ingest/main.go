@@ -40,7 +40,8 @@ func run(ctx context.Context) error {
 	log := cfg.Log.Logger(os.Stderr)
 	slog.SetDefault(log)
 
-	nc, err := stream.Connect(cfg.NATS.URL, "devopstic-ingest")
+	login := service.Login(cfg.NATS, stream.RoleIngest)
+	nc, err := stream.ConnectAs(cfg.NATS.URL, "devopstic-ingest", login)
 	if err != nil {
 		return err
 	}
@@ -59,7 +60,7 @@ func run(ctx context.Context) error {
 			log.Error("migrations", "error", err)
 		}
 	}()
-	js, err := service.EnsureStream(ctx, nc, cfg.NATS, log)
+	js, err := service.WaitForStream(ctx, nc, login, log)
 	if err != nil {
 		return service.Stopped(ctx, err) // a SIGTERM while waiting for NATS is a clean stop
 	}

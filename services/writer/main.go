@@ -58,7 +58,8 @@ func run(ctx context.Context) error {
 		go func() { adminDone <- service.Serve(adminCtx, ln, api.NewAdmin(api.Deps{Metrics: reg, Log: log})) }()
 		log.Info("admin endpoints serving", "addr", ln.Addr().String())
 	}
-	nc, err := stream.Connect(cfg.NATS.URL, "devopstic-writer")
+	login := service.Login(cfg.NATS, stream.RoleWriter)
+	nc, err := stream.ConnectAs(cfg.NATS.URL, "devopstic-writer", login)
 	if err != nil {
 		return err
 	}
@@ -68,7 +69,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer st.Close()
-	js, err := service.EnsureStream(ctx, nc, cfg.NATS, log)
+	js, err := service.WaitForStream(ctx, nc, login, log)
 	if err != nil {
 		return service.Stopped(ctx, err) // a SIGTERM while waiting for NATS is a clean stop
 	}

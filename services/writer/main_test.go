@@ -33,15 +33,11 @@ func TestWriterKilledMidStreamLosesAndDoublesNothing(t *testing.T) {
 	n := testenv.StartNATS(t)
 	ctx := context.Background()
 
-	// A backlog in the stream, as the ingest would have left it.
+	// A backlog in the stream (which testenv set up), as the ingest would have left it.
 	const commits, deploys = 15000, 4000
-	nc, err := stream.Connect(n.URL, "test")
+	nc, err := stream.ConnectAs(n.URL, "test", n.Login(stream.RoleIngest))
 	require.NoError(t, err)
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	_, err = stream.EnsureStream(ctx, js, stream.Config{Replicas: 1, Duplicates: time.Hour})
-	require.NoError(t, err)
 	pub, err := stream.NewPublisher(nc, 10*time.Second)
 	require.NoError(t, err)
 	received := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -82,10 +78,9 @@ func TestWriterKilledMidStreamLosesAndDoublesNothing(t *testing.T) {
 	}
 	start := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(),
+		cmd.Env = append(append(os.Environ(), n.Env(stream.RoleWriter)...),
 			"DEVOPSTIC_TEST_RUN_WRITER=1",
 			"DEVOPSTIC_DATABASE_URL="+dbURL,
-			"DEVOPSTIC_NATS_URL="+n.URL,
 			"DEVOPSTIC_WRITER_BATCH_SIZE=100",
 			// A killed writer's messages come back after AckWait: keep the test short.
 			"DEVOPSTIC_WRITER_ACK_WAIT=2s",
@@ -114,6 +109,11 @@ func TestWriterKilledMidStreamLosesAndDoublesNothing(t *testing.T) {
 	waitFor(func(c int) bool { return c == total }, "the whole backlog")
 
 	// Let the last writer settle every message, then stop it the polite way.
+	admin, err := stream.ConnectAs(n.URL, "test-admin", n.Login(stream.RoleAdmin))
+	require.NoError(t, err)
+	defer admin.Close()
+	js, err := jetstream.New(admin)
+	require.NoError(t, err)
 	cons, err := js.Consumer(ctx, stream.StreamName, stream.ConsumerName)
 	require.NoError(t, err)
 	deadline := time.Now().Add(time.Minute)
@@ -140,4 +140,29 @@ func TestWriterKilledMidStreamLosesAndDoublesNothing(t *testing.T) {
 	require.Equal(t, deploys, deployments)
 	require.Equal(t, 2*deploys, shipped)
 	require.Zero(t, dead)
+}
+
+// A writer whose NATS credentials are refused stops at once and says what to set, rather than
+// wait for a stream it will never see.
+func TestWriterWithRefusedCredentialsStops(t *testing.T) {
+	t.Parallel()
+	n := testenv.StartNATS(t)
+	for _, env := range [][]string{
+		{"DEVOPSTIC_NATS_USER=devopstic-writer", "DEVOPSTIC_NATS_PASSWORD=not-the-password"},
+		{}, // none at all
+	} {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(append(os.Environ(), env...),
+			"DEVOPSTIC_TEST_RUN_WRITER=1",
+			"DEVOPSTIC_DATABASE_URL=postgres://nobody@127.0.0.1:1/none",
+			"DEVOPSTIC_NATS_URL="+n.URL,
+		)
+		out, err := cmd.CombinedOutput()
+		require.Error(t, err, "%s", out)
+		require.Contains(t, string(out), "NATS refused the credentials")
+		require.Contains(t, string(out), "set DEVOPSTIC_NATS_USER and DEVOPSTIC_NATS_PASSWORD")
+		if len(env) > 0 {
+			require.Contains(t, string(out), "of user devopstic-writer")
+		}
+	}
 }
