@@ -3,6 +3,8 @@
 GO      ?= go
 GOFLAGS ?=
 BIN     := bin
+# bash for pipefail: make test pipes go test through tee and keeps its exit status.
+SHELL   := bash
 
 .PHONY: run demo test test-short chaos bench bench-go bench-metrics build vet fmt clean help
 
@@ -18,10 +20,21 @@ demo: ## load a generated 90-day history of 8 pipelines into a running `make run
 
 test: tools ## every test, against a real Postgres and a real NATS server that the tests start themselves
 	$(GO) vet ./...
-	$(GO) test -count=1 -race -timeout 15m ./...
+	@$(call gotest,-race)
 
 test-short: tools ## the same tests without the race detector (faster)
-	$(GO) test -count=1 -timeout 15m ./...
+	@$(call gotest,)
+
+# gotest runs every package's tests with flags $(1) and then prints how long each package took,
+# slowest first, so that the next slow test is visible; it fails when go test does.
+define gotest
+log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
+set -o pipefail; echo "$(GO) test -count=1 $(1) -timeout 15m ./..."; \
+$(GO) test -count=1 $(1) -timeout 15m ./... 2>&1 | tee "$$log"; rc=$$?; \
+echo; echo "time per package, slowest first:"; \
+awk '($$1 == "ok" || $$1 == "FAIL") && $$3 ~ /^[0-9.]+s$$/ { t = $$3; sub(/s$$/, "", t); printf "%8.1fs  %-4s  %s\n", t, $$1, $$2 }' "$$log" | sort -rn; \
+exit $$rc
+endef
 
 chaos: ## the fault tests: writers SIGKILLed, Postgres and NATS stopped, duplicates, shuffles, poison, replays, rebuild (about 4 minutes)
 	DEVOPSTIC_CHAOS=1 $(GO) test -count=1 -v -timeout 30m -run 'TestChaos|TestRebuildWhileWriting' ./services/devopstic/

@@ -246,7 +246,7 @@ func (r *runner) measureCeilings(ctx context.Context) error {
 		r.add(Row{Figure: fmt.Sprintf("ceiling: JetStream publish, synchronous, %s", plural(n, "publisher")),
 			Measured: fmt.Sprintf("%s (p50 %s, p99 %s)", perSecond(res.rate()), millis(res.percentile(0.5)), millis(res.percentile(0.99)))})
 	}
-	res, err := asyncPublish(ctx, r.nc, r.sizes.step, data, "async")
+	res, err := asyncPublish(ctx, r.nc, asyncWindow, r.sizes.step, data, "async")
 	if err != nil {
 		return err
 	}
