@@ -63,15 +63,19 @@ type writableEnv struct {
 
 func newWritableEnv(t testing.TB) *writableEnv {
 	ctx := context.Background()
-	n := testenv.StartNATS(t)
-	nc, err := stream.Connect(n.URL, "fuzz")
+	n := testenv.StartNATS(t) // with the stream, set up as in a deployment
+	nc, err := stream.ConnectAs(n.URL, "fuzz-ingest", n.Login(stream.RoleIngest))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	s, err := stream.EnsureStream(ctx, js, stream.Config{Duplicates: time.Minute})
-	require.NoError(t, err)
 	pub, err := stream.NewPublisher(nc, 5*time.Second)
+	require.NoError(t, err)
+	// The messages are read back as the operator's commands read them.
+	reader, err := stream.ConnectAs(n.URL, "fuzz-reader", n.Login(stream.RoleAdmin))
+	require.NoError(t, err)
+	t.Cleanup(reader.Close)
+	js, err := jetstream.New(reader)
+	require.NoError(t, err)
+	s, err := js.Stream(ctx, stream.StreamName)
 	require.NoError(t, err)
 	st, err := store.Open(ctx, testenv.Postgres(t), 4)
 	require.NoError(t, err)
