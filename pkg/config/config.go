@@ -77,7 +77,9 @@ const DefaultNATSURL = "nats://127.0.0.1:4222"
 // HTTP shapes the public API.
 type HTTP struct {
 	Addr      string `env:"DEVOPSTIC_HTTP_ADDR" envDefault:"127.0.0.1:8080"`
-	BodyLimit int    `env:"DEVOPSTIC_BODY_LIMIT" envDefault:"1048576"`
+	// BodyLimit bounds a request's body, and so an event's stream message: NATS's max_payload
+	// must take it plus stream.HeaderRoom. The default, 1 MB, fits NATS's default (1 MiB).
+	BodyLimit int    `env:"DEVOPSTIC_BODY_LIMIT" envDefault:"1000000"`
 	MaxBatch  int    `env:"DEVOPSTIC_MAX_BATCH" envDefault:"1000"`
 	// AdminAddr, when set, serves /healthz and /readyz on an address of their own (keep it
 	// off the public network); /readyz then leaves the public address.
@@ -284,6 +286,10 @@ func (c *AllInOne) Validate() error {
 	return errors.Join(c.HTTP.validate(), c.Auth.validate(), c.Alertmanager.validate(), c.NATS.validate(), c.Writer.validate(), c.Log.validate(), syncErr)
 }
 
+// maxBodyLimit is the largest body whose message NATS can take at all: stream.MaxPayloadCeiling
+// less stream.HeaderRoom (not imported: config stays below the packages it configures).
+const maxBodyLimit = 64<<20 - 32<<10
+
 func (h HTTP) validate() error {
 	var errs []error
 	if _, _, err := net.SplitHostPort(h.Addr); err != nil {
@@ -291,6 +297,9 @@ func (h HTTP) validate() error {
 	}
 	if h.BodyLimit < 1024 {
 		errs = append(errs, fmt.Errorf("DEVOPSTIC_BODY_LIMIT must be at least 1024 bytes, not %d", h.BodyLimit))
+	}
+	if h.BodyLimit > maxBodyLimit {
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_BODY_LIMIT must be at most %d bytes (NATS takes messages of at most 64 MiB, headers included), not %d", maxBodyLimit, h.BodyLimit))
 	}
 	if h.MaxBatch < 1 {
 		errs = append(errs, fmt.Errorf("DEVOPSTIC_MAX_BATCH must be at least 1, not %d", h.MaxBatch))

@@ -28,7 +28,7 @@ func TestParseDefaults(t *testing.T) {
 	require.NoError(t, config.Parse(&c, map[string]string{}))
 
 	require.Equal(t, "127.0.0.1:8080", c.HTTP.Addr)
-	require.Equal(t, 1048576, c.HTTP.BodyLimit)
+	require.Equal(t, 1000000, c.HTTP.BodyLimit)
 	require.Equal(t, 1000, c.HTTP.MaxBatch)
 	require.Equal(t, "devopstic", c.Database.Name)
 	require.Equal(t, "localhost", c.Database.Host)

@@ -101,7 +101,7 @@ func TestClusterSurvivesTheLossOfANode(t *testing.T) {
 	js, err := service.WaitForStream(ensureCtx, ingestNC, ingestLogin, log)
 	require.NoError(t, err)
 	ingestCfg := config.Ingest{
-		HTTP: config.HTTP{BodyLimit: 1 << 20, MaxBatch: 1000},
+		HTTP: config.HTTP{BodyLimit: 1000000, MaxBatch: 1000},
 		Auth: config.Auth{JWTSecret: strings.Repeat("k", 40), Username: "ci", Password: "cluster-test-password", TokenTTL: time.Hour},
 		NATS: natsCfg,
 	}

@@ -101,6 +101,11 @@ func Ingest(cfg config.Ingest, nc *nats.Conn, js jetstream.JetStream, st *store.
 	if err != nil {
 		return nil, err
 	}
+	// Every body the API takes must fit a message of the stream, or it would be refused after
+	// the client was told nothing was wrong with it.
+	if err := pub.CheckBodyLimit(cfg.HTTP.BodyLimit); err != nil {
+		return nil, fmt.Errorf("DEVOPSTIC_BODY_LIMIT is too large for NATS: %w", err)
+	}
 	keyring := auth.NewKeyring()
 	ready := func(ctx context.Context) error {
 		if !nc.IsConnected() {

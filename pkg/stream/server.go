@@ -19,6 +19,9 @@ type ServerConfig struct {
 	// loss, at a cost measured in BenchmarkPublish.
 	SyncInterval time.Duration
 	SyncAlways   bool
+	// MaxPayload is the largest message the server takes, headers included (its max_payload);
+	// 0 is NATS's default, 1 MiB. The all-in-one sets it to its body limit plus HeaderRoom.
+	MaxPayload int32
 	// Passwords of the roles' users (ServerUsers): required, as no client connects without
 	// credentials.
 	Passwords Passwords
@@ -39,6 +42,7 @@ func RunServer(cfg ServerConfig) (*server.Server, error) {
 		StoreDir:     cfg.StoreDir,
 		SyncInterval: cfg.SyncInterval,
 		SyncAlways:   cfg.SyncAlways,
+		MaxPayload:   cfg.MaxPayload,
 		NoSigs:       true,
 		NoLog:        true,
 		// The embedded server serves one process (or a test): keep its memory modest.

@@ -141,8 +141,25 @@ func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// ErrUnavailable means the stream could not take the messages now; the client should retry.
-var ErrUnavailable = errors.New("event stream unavailable")
+// Why a publish failed. Only ErrUnavailable is worth retrying as it is.
+var (
+	// ErrUnavailable means the stream could not take the messages now; the client should retry.
+	ErrUnavailable = errors.New("event stream unavailable")
+	// ErrTooLarge means a message is larger than the NATS server takes (its max_payload):
+	// retrying it can never succeed. Nothing was published.
+	ErrTooLarge = errors.New("event too large for the event stream")
+)
+
+// HeaderRoom is what a message's headers may take on top of its body: the receive time, the
+// message id (a client id scoped by its pipeline, up to ~900 bytes), a webhook's delivery
+// headers and mapping options (a few KiB). The NATS server's max_payload must be at least the
+// HTTP body limit plus HeaderRoom, so that every body the ingest takes fits a message
+// (CheckBodyLimit); the embedded server is configured so (ServerConfig.MaxPayload).
+const HeaderRoom = 32 << 10
+
+// MaxPayloadCeiling is the largest max_payload a NATS server accepts by default (it may not
+// exceed max_pending, 64 MiB); NATS advises against more than 8 MiB.
+const MaxPayloadCeiling = 64 << 20
 
 // Message is one event to publish.
 type Message struct {
@@ -161,6 +178,21 @@ type Publisher struct {
 	timeout time.Duration
 }
 
+// CheckBodyLimit reports whether every body of up to bodyLimit bytes fits a message of the NATS
+// server nc is connected to, with HeaderRoom for its headers. The ingest checks it at start, so
+// that a body it takes is never one the stream refuses. A connection that never reached a
+// server knows no max_payload: nothing to check yet (Publish still refuses what does not fit).
+func (p *Publisher) CheckBodyLimit(bodyLimit int) error {
+	maxPayload := p.nc.MaxPayload()
+	if maxPayload == 0 || int64(bodyLimit)+HeaderRoom <= maxPayload {
+		return nil
+	}
+	return fmt.Errorf("bodies of up to %d bytes need messages of up to %d bytes (%d for headers), and the NATS server at %s "+
+		"takes at most %d (its max_payload): raise max_payload to at least %d, or lower the body limit to at most %d",
+		bodyLimit, int64(bodyLimit)+HeaderRoom, HeaderRoom, p.nc.ConnectedUrlRedacted(), maxPayload,
+		int64(bodyLimit)+HeaderRoom, maxPayload-HeaderRoom)
+}
+
 // NewPublisher publishes over nc; a publish not acknowledged within timeout fails.
 func NewPublisher(nc *nats.Conn, timeout time.Duration) (*Publisher, error) {
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(timeout))
@@ -171,26 +203,44 @@ func NewPublisher(nc *nats.Conn, timeout time.Duration) (*Publisher, error) {
 }
 
 // Publish sends every message and returns once the stream has acknowledged all of them. An
-// error wraps ErrUnavailable: some messages may have been stored, and publishing the same
-// messages again is safe because their ids are deduplicated.
+// error wrapping ErrUnavailable means some messages may have been stored, and publishing the
+// same messages again is safe because their ids are deduplicated. One wrapping ErrTooLarge
+// means a message can never fit; it is found before anything is published. Any other error is
+// a refusal that retrying will not change (a misconfigured stream).
 func (p *Publisher) Publish(ctx context.Context, msgs []Message) error {
 	if !p.nc.IsConnected() {
 		return fmt.Errorf("%w: not connected to NATS (%s)", ErrUnavailable, p.nc.Status())
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
-	defer cancel()
-
-	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
-	for _, m := range msgs {
+	out := make([]*nats.Msg, len(msgs))
+	maxPayload := p.nc.MaxPayload()
+	for i, m := range msgs {
 		msg := nats.NewMsg(m.Subject)
 		msg.Data = m.Data
 		for k, v := range m.Header {
 			msg.Header[k] = v
 		}
 		msg.Header.Set(HeaderReceivedAt, m.ReceivedAt.UTC().Format(time.RFC3339Nano))
-		f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(m.ID), jetstream.WithExpectStream(StreamName))
+		msg.Header.Set(jetstream.MsgIDHeader, m.ID)
+		msg.Header.Set(jetstream.ExpectedStreamHeader, StreamName)
+		// All or nothing: a batch holding one message too large publishes none.
+		if size := messageSize(msg); size > maxPayload {
+			which := ""
+			if len(msgs) > 1 {
+				which = fmt.Sprintf(" (event %d of %d)", i+1, len(msgs))
+			}
+			return fmt.Errorf("%w: the event%s is %d bytes with its headers; the event stream takes messages of at most %d bytes (NATS max_payload)",
+				ErrTooLarge, which, size, maxPayload)
+		}
+		out[i] = msg
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, msg := range out {
+		f, err := p.js.PublishMsgAsync(msg)
 		if err != nil {
-			return fmt.Errorf("%w: publish %s: %w", ErrUnavailable, m.Subject, err)
+			return publishError(fmt.Errorf("publish %s: %w", msg.Subject, err), maxPayload)
 		}
 		futures = append(futures, f)
 	}
@@ -198,12 +248,43 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Message) error {
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+			return publishError(err, maxPayload)
 		case <-ctx.Done():
 			return fmt.Errorf("%w: no acknowledgement within %s: %w", ErrUnavailable, p.timeout, ctx.Err())
 		}
 	}
 	return nil
+}
+
+// publishError sorts a publish failure: too large (the server's max_payload shrank since it was
+// read, or the stream caps its messages), refused (the stream answered no, and will again), or
+// unavailable (anything else: connection, timeout, no stream, the server busy or short of
+// resources), which alone a client should retry.
+func publishError(err error, maxPayload int64) error {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, nats.ErrMaxPayload):
+		return fmt.Errorf("%w: the event stream takes messages of at most %d bytes (NATS max_payload): %w", ErrTooLarge, maxPayload, err)
+	case errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
+		return fmt.Errorf("%w: %w", ErrTooLarge, err)
+	case errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500,
+		errors.Is(err, nats.ErrBadSubject), errors.Is(err, nats.ErrHeadersNotSupported):
+		return fmt.Errorf("the event stream refused the message: %w", err)
+	default:
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+}
+
+// messageSize is what NATS counts against max_payload: the data and the header block
+// ("NATS/1.0\r\n", a "Key: value\r\n" line per value, "\r\n"), as nats.go encodes it.
+func messageSize(msg *nats.Msg) int64 {
+	size := len(msg.Data) + len("NATS/1.0\r\n\r\n")
+	for k, vs := range msg.Header {
+		for _, v := range vs {
+			size += len(k) + len(": \r\n") + len(v)
+		}
+	}
+	return int64(size)
 }
 
 // ReceivedAt reads the receive time a message was published with.

@@ -281,6 +281,10 @@ func (n *NATS) Start() error {
 	return nil
 }
 
+// SetMaxPayload makes the server take messages of at most maxPayload bytes from its next
+// Start on, as an operator reconfiguring NATS under running services would.
+func (n *NATS) SetMaxPayload(maxPayload int32) { n.cfg.MaxPayload = maxPayload }
+
 // Stop shuts the server down; its store is kept for Start.
 func (n *NATS) Stop() {
 	if n.srv != nil {

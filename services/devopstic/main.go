@@ -129,7 +129,7 @@ func serve(ctx context.Context, cfg config.AllInOne, ln net.Listener, log *slog.
 		if err != nil {
 			return err
 		}
-		ns, err := startEmbeddedNATS(cfg.Embedded, passwords)
+		ns, err := startEmbeddedNATS(cfg.Embedded, passwords, int32(cfg.HTTP.BodyLimit+stream.HeaderRoom))
 		if err != nil {
 			return err
 		}
@@ -232,7 +232,9 @@ func serve(ctx context.Context, cfg config.AllInOne, ln net.Listener, log *slog.
 	return errors.Join(httpErr, writerErr)
 }
 
-func startEmbeddedNATS(cfg config.Embedded, passwords stream.Passwords) (*server.Server, error) {
+// startEmbeddedNATS starts the all-in-one's NATS server, taking messages of up to maxPayload
+// bytes: the body limit plus room for headers, so that every body the ingest takes fits.
+func startEmbeddedNATS(cfg config.Embedded, passwords stream.Passwords, maxPayload int32) (*server.Server, error) {
 	host, portText, err := net.SplitHostPort(cfg.NATSAddr)
 	if err != nil {
 		return nil, fmt.Errorf("DEVOPSTIC_EMBEDDED_NATS_ADDR must be host:port, not %q", cfg.NATSAddr)
@@ -251,6 +253,7 @@ func startEmbeddedNATS(cfg config.Embedded, passwords stream.Passwords) (*server
 		Port:         port,
 		SyncInterval: interval,
 		SyncAlways:   always,
+		MaxPayload:   maxPayload,
 		Passwords:    passwords,
 	})
 	if err != nil {
