@@ -43,8 +43,19 @@ chaos: ## the fault tests: writers SIGKILLed, Postgres and NATS stopped, duplica
 # and drains two backlogs of a million (about 30 minutes on 2 cores); 0.01 is a quick look.
 BENCH_SCALE ?= 1
 
-bench: build ## the performance table: ceilings, ingest, writer, end to end, metrics API, memory (BENCH_SCALE)
+# BENCH_BASELINE, a git ref (a commit, a tag), adds rows comparing single-event POSTs to this
+# tree's ingest and to that ref's, measured in turns in the same run: what a change costs.
+BENCH_BASELINE ?=
+
+bench: build ## the performance table: ceilings, ingest, writer, end to end, metrics API, memory (BENCH_SCALE, BENCH_BASELINE)
+ifneq ($(BENCH_BASELINE),)
+	@tmp=$$(mktemp -d) && git worktree add --detach -q "$$tmp" "$(BENCH_BASELINE)" && \
+	(cd "$$tmp" && CGO_ENABLED=0 $(GO) build -o "$(CURDIR)/$(BIN)/baseline/ingest" ./services/ingest); rc=$$?; \
+	git worktree remove --force "$$tmp"; exit $$rc
+	$(BIN)/devopstic bench -scale $(BENCH_SCALE) -baseline $(BIN)/baseline/ingest -baseline-label $(BENCH_BASELINE)
+else
 	$(BIN)/devopstic bench -scale $(BENCH_SCALE)
+endif
 
 bench-go: ## the Go benchmarks of the parts (publish sync=2m vs always, writer stream vs direct, POST to row)
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./pkg/stream/

@@ -9,11 +9,15 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +47,11 @@ type Config struct {
 	NATSPasswords        stream.Passwords
 	// Progress receives what the run is doing and the services' warnings.
 	Progress io.Writer
+	// BaselineIngestBin, when set, is the ingest binary of another version (BaselineLabel
+	// names it): single-event POSTs are measured on it and on IngestBin in turns, in this
+	// run, so that a change's cost is a ratio on the same machine at the same moment. It
+	// connects as NATS's admin user, which any version can use: its URL carries the login.
+	BaselineIngestBin, BaselineLabel string
 }
 
 // Row is one line of the table.
@@ -158,6 +167,12 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 		{"end to end: a steady load", r.measureEndToEnd},
 		{"metrics API: a year of history", r.measureMetrics},
 		{"writer: a backlog drained into full tables", func(ctx context.Context) error { return r.measureWriter(ctx, "full") }},
+	}
+	if cfg.BaselineIngestBin != "" {
+		steps = slices.Insert(steps, 2, struct {
+			name string
+			run  func(context.Context) error
+		}{"ingest: this build against " + cmp.Or(cfg.BaselineLabel, "the baseline"), r.measureAgainstBaseline})
 	}
 	defer func() {
 		if r.ingest != nil {
@@ -297,31 +312,85 @@ func backlogEvents(prefix string, n int) [][]byte {
 // ---- 2. Ingest
 
 func (r *runner) startIngest(ctx context.Context) error {
+	p, base, token, err := r.runIngest(ctx, "ingest", r.cfg.IngestBin, map[string]string{
+		"DEVOPSTIC_NATS_URL":      r.cfg.NATSURL,
+		"DEVOPSTIC_NATS_USER":     stream.RoleIngest.User(),
+		"DEVOPSTIC_NATS_PASSWORD": r.cfg.NATSPasswords[stream.RoleIngest],
+	})
+	r.ingest, r.ingestURL, r.token = p, base, token
+	return err
+}
+
+// runIngest starts an ingest binary with natsEnv and the run's other settings, and returns it
+// once it is ready, with its URL and a token.
+func (r *runner) runIngest(ctx context.Context, name, bin string, natsEnv map[string]string) (*process, string, string, error) {
 	addr, err := freeAddr()
 	if err != nil {
-		return err
+		return nil, "", "", err
 	}
-	p, err := startProcess("ingest", r.cfg.IngestBin, map[string]string{
+	env := map[string]string{
 		"DEVOPSTIC_HTTP_ADDR":             addr,
 		"DEVOPSTIC_DATABASE_URL":          r.cfg.DatabaseURL,
-		"DEVOPSTIC_NATS_URL":              r.cfg.NATSURL,
-		"DEVOPSTIC_NATS_USER":             stream.RoleIngest.User(),
-		"DEVOPSTIC_NATS_PASSWORD":         r.cfg.NATSPasswords[stream.RoleIngest],
 		"DEVOPSTIC_JWT_SECRET":            jwtSecret,
 		"DEVOPSTIC_USERNAME":              username,
 		"DEVOPSTIC_PASSWORD":              password,
 		"DEVOPSTIC_GITHUB_WEBHOOK_SECRET": githubSecret,
 		"DEVOPSTIC_LOG_LEVEL":             "warn",
-	}, r.cfg.Progress)
+	}
+	maps.Copy(env, natsEnv)
+	p, err := startProcess(name, bin, env, r.cfg.Progress)
+	if err != nil {
+		return nil, "", "", err
+	}
+	base := "http://" + addr
+	if err := p.waitReady(ctx, base+"/readyz"); err != nil {
+		return p, base, "", err
+	}
+	token, err := login(base)
+	return p, base, token, err
+}
+
+// measureAgainstBaseline posts single events to this build's ingest and to the baseline's,
+// in turns (this, baseline, this, baseline), and compares the rates: what this build's
+// changes cost, or save, on the busiest path.
+func (r *runner) measureAgainstBaseline(ctx context.Context) error {
+	natsURL, err := url.Parse(r.cfg.NATSURL)
+	if err != nil {
+		return fmt.Errorf("NATS URL: %w", err)
+	}
+	natsURL.User = url.UserPassword(stream.RoleAdmin.User(), r.cfg.NATSPasswords[stream.RoleAdmin])
+	p, base, token, err := r.runIngest(ctx, "baseline ingest", r.cfg.BaselineIngestBin, map[string]string{"DEVOPSTIC_NATS_URL": natsURL.String()})
+	if p != nil {
+		defer p.stop()
+	}
 	if err != nil {
 		return err
 	}
-	r.ingest, r.ingestURL = p, "http://"+addr
-	if err := p.waitReady(ctx, r.ingestURL+"/readyz"); err != nil {
-		return err
+	const rounds = 2
+	for _, workers := range []int{1, 16} {
+		var this, baseline float64
+		for round := range rounds {
+			for _, side := range []struct {
+				base, token string
+				rate        *float64
+			}{{r.ingestURL, r.token, &this}, {base, token, &baseline}} {
+				run := fmt.Sprintf("cmp-%d-%d-%s", workers, round, side.base)
+				res := closedLoop(ctx, workers, r.sizes.step, http.StatusAccepted, func(w, i int) (*http.Request, int) {
+					return eventsRequestTo(side.base, side.token, "application/json", sampleEvent(fmt.Sprintf("%s-%d-%d", run, w, i))), 1
+				})
+				if res.events == 0 {
+					return fmt.Errorf("single events, %s, to %s: no request was accepted (%s)", plural(workers, "client"), side.base, res.firstFail)
+				}
+				*side.rate += res.rate() / rounds
+			}
+		}
+		r.add(compare(Row{
+			Figure:   fmt.Sprintf("ingest: POST /events, single events, %s, this build (%d rounds in turns)", plural(workers, "client"), rounds),
+			Measured: perSecond(this),
+			Baseline: fmt.Sprintf("%s (%s)", perSecond(baseline), cmp.Or(r.cfg.BaselineLabel, "baseline")),
+		}, this, baseline, 0))
 	}
-	r.token, err = login(r.ingestURL)
-	return err
+	return nil
 }
 
 func login(base string) (string, error) {
@@ -340,14 +409,19 @@ func login(base string) (string, error) {
 	return token, nil
 }
 
-// eventsRequest is a POST /events of body.
+// eventsRequest is a POST /events of body to the run's ingest.
 func (r *runner) eventsRequest(contentType string, body []byte) *http.Request {
-	req, err := http.NewRequest(http.MethodPost, r.ingestURL+"/events", bytes.NewReader(body))
+	return eventsRequestTo(r.ingestURL, r.token, contentType, body)
+}
+
+// eventsRequestTo is a POST /events of body to the ingest at base, with token.
+func eventsRequestTo(base, token, contentType string, body []byte) *http.Request {
+	req, err := http.NewRequest(http.MethodPost, base+"/events", bytes.NewReader(body))
 	if err != nil {
 		panic(err) // the URL is ours and valid
 	}
 	req.Header.Set("Content-Type", contentType)
-	req.Header.Set("Authorization", "Bearer "+r.token)
+	req.Header.Set("Authorization", "Bearer "+token)
 	return req
 }
 

@@ -39,6 +39,8 @@ func benchmark(ctx context.Context, cfg config.AllInOne, args []string, stdout, 
 	scale := fs.Float64("scale", 1, "size factor: 1 is 10M events for the metrics API and a 1M backlog; 0.01 is quick")
 	ingestBin := fs.String("ingest", filepath.Join(filepath.Dir(self), "ingest"), "the ingest binary")
 	writerBin := fs.String("writer", filepath.Join(filepath.Dir(self), "writer"), "the writer binary")
+	baselineBin := fs.String("baseline", "", "the ingest binary of another version, to compare single-event POSTs with (make bench BENCH_BASELINE=<git ref>)")
+	baselineLabel := fs.String("baseline-label", "", "what -baseline is, for the table (a git ref)")
 	settings := maps.Clone(benchPostgres)
 	fs.Func("pg", "a postgresql.conf setting `name=value` for the throwaway Postgres, over the defaults (repeatable)", func(v string) error {
 		name, value, ok := strings.Cut(v, "=")
@@ -54,7 +56,11 @@ func benchmark(ctx context.Context, cfg config.AllInOne, args []string, stdout, 
 	if *scale <= 0 {
 		return fmt.Errorf("bench: -scale must be positive, not %g", *scale)
 	}
-	for _, bin := range []string{*ingestBin, *writerBin} {
+	bins := []string{*ingestBin, *writerBin}
+	if *baselineBin != "" {
+		bins = append(bins, *baselineBin)
+	}
+	for _, bin := range bins {
 		if _, err := os.Stat(bin); err != nil {
 			return fmt.Errorf("bench: %w (build the services first: make build)", err)
 		}
@@ -99,13 +105,15 @@ func benchmark(ctx context.Context, cfg config.AllInOne, args []string, stdout, 
 	}()
 
 	rows, err := bench.Run(ctx, bench.Config{
-		Scale:         *scale,
-		IngestBin:     *ingestBin,
-		WriterBin:     *writerBin,
-		DatabaseURL:   cluster.URL("devopstic"),
-		NATSURL:       ns.ClientURL(),
-		NATSPasswords: passwords,
-		Progress:      stderr,
+		Scale:             *scale,
+		IngestBin:         *ingestBin,
+		BaselineIngestBin: *baselineBin,
+		BaselineLabel:     *baselineLabel,
+		WriterBin:         *writerBin,
+		DatabaseURL:       cluster.URL("devopstic"),
+		NATSURL:           ns.ClientURL(),
+		NATSPasswords:     passwords,
+		Progress:          stderr,
 	})
 	bench.Print(stdout, rows, *scale, runtime.NumCPU())
 	return err
