@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -104,6 +105,7 @@ type composeProject struct {
 type composeService struct {
 	Image         string                                `yaml:"image"`
 	Build         *struct{ Target string }              `yaml:"build"`
+	Entrypoint    []string                              `yaml:"entrypoint"`
 	Command       []string                              `yaml:"command"`
 	ContainerName string                                `yaml:"container_name"`
 	Restart       string                                `yaml:"restart"`
@@ -250,29 +252,32 @@ func checkCompose(t *testing.T, p composeProject) {
 	dependsOn("postgres", map[string]string{"secrets": "service_completed_successfully"})
 
 	ns := p.Services["nats"]
-	require.Regexp(t, `^nats:2(\.[0-9.]+)?-alpine$`, ns.Image, "the alpine image: its wget runs the healthcheck")
-	require.Contains(t, ns.Command, "--jetstream")
+	require.Regexp(t, `^nats:2(\.[0-9.]+)?-alpine$`, ns.Image,
+		"the alpine image: its wget runs the healthcheck, its /bin/sh the entry point (the scratch image has neither)")
+	checkNATSServer(t, ns, "nats", "deployments/nats/nats.conf")
 	m, ok = ns.mountAt(t, "/data")
 	require.True(t, ok, "the JetStream store on a volume")
 	require.Equal(t, "nats", m.source)
-	i := slices.Index(ns.Command, "--store_dir")
-	require.True(t, i >= 0 && ns.Command[i+1] == "/data", "store_dir on the volume: %v", ns.Command)
 	healthcheck("nats", "8222/healthz")
 
 	mig := p.Services["migrate"]
 	require.Equal(t, []string{"migrate"}, mig.Command)
 	require.Equal(t, "devopstic", mig.Build.Target)
 	require.Contains(t, []string{"", "no"}, mig.Restart, "a one-shot service is not restarted")
-	dependsOn("migrate", map[string]string{"postgres": "service_healthy"})
+	// migrate also creates the stream and the auth bucket, as the NATS admin: NATS must be up.
+	dependsOn("migrate", map[string]string{"postgres": "service_healthy", "nats": "service_healthy"})
 
+	for _, svc := range []string{"ingest", "writer", "migrate"} {
+		s := p.Services[svc]
+		url, _ := s.env("DEVOPSTIC_NATS_URL")
+		require.Equal(t, "nats://nats:4222", url, svc)
+		host, _ := s.env("DEVOPSTIC_DATABASE_HOST")
+		require.Equal(t, "postgres", host, svc)
+	}
 	for _, svc := range []string{"ingest", "writer"} {
 		s := p.Services[svc]
 		require.Equal(t, svc, s.Build.Target)
 		dependsOn(svc, map[string]string{"nats": "service_healthy", "migrate": "service_completed_successfully"})
-		url, _ := s.env("DEVOPSTIC_NATS_URL")
-		require.Equal(t, "nats://nats:4222", url)
-		host, _ := s.env("DEVOPSTIC_DATABASE_HOST")
-		require.Equal(t, "postgres", host)
 		require.Equal(t, "unless-stopped", s.Restart)
 	}
 	ing := p.Services["ingest"]
@@ -326,17 +331,16 @@ func TestComposeClusterOverride(t *testing.T) {
 	for _, tool := range composeTools(t) {
 		t.Run(filepath.Base(strings.Join(tool, " ")), func(t *testing.T) {
 			p := composeConfig(t, tool, "docker-compose.yml", "deployments/nats/docker-compose.cluster.yml")
-			for i, svc := range []string{"nats", "nats-2", "nats-3"} {
+			for svc, conf := range clusterNATSServers {
 				s := p.Services[svc]
-				require.Equal(t, []string{"--config", fmt.Sprintf("/etc/nats/devopstic/nats-%d.conf", i+1)}, s.Command, svc)
-				m, ok := s.mountAt(t, "/etc/nats/devopstic")
-				require.True(t, ok, "%s mounts deployments/nats", svc)
-				require.FileExists(t, filepath.Join(m.source, fmt.Sprintf("nats-%d.conf", i+1)))
-				_, ok = s.mountAt(t, "/data")
+				checkNATSServer(t, s, svc, conf)
+				_, ok := s.mountAt(t, "/data")
 				require.True(t, ok, "%s keeps its store on a volume", svc)
 				require.NotNil(t, s.Healthcheck, svc)
 			}
-			for _, svc := range []string{"ingest", "writer"} {
+			// Every node runs as the nats user, on a store made its own by the secrets service.
+			checkRunsAsUsers(t, readDockerfile(t), p, slices.Sorted(maps.Keys(clusterNATSServers))...)
+			for _, svc := range []string{"ingest", "writer", "migrate"} {
 				u, _ := p.Services[svc].env("DEVOPSTIC_NATS_URL")
 				require.Equal(t, "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222", u)
 				r, _ := p.Services[svc].env("DEVOPSTIC_STREAM_REPLICAS")
@@ -344,6 +348,48 @@ func TestComposeClusterOverride(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The NATS servers of compose (service -> the configuration it runs), and of compose with the
+// cluster override.
+var (
+	composeNATSServers = map[string]string{"nats": "deployments/nats/nats.conf"}
+	clusterNATSServers = map[string]string{
+		"nats":   "deployments/nats/nats-1.conf",
+		"nats-2": "deployments/nats/nats-2.conf",
+		"nats-3": "deployments/nats/nats-3.conf",
+	}
+)
+
+// natsPasswordFile is the file, in a service's secrets volume, that holds role's NATS password.
+func natsPasswordFile(r stream.Role) string { return "nats-" + string(r) + "-password" }
+
+// checkNATSServer: a compose NATS server runs conf (a file of deployments/nats, mounted) and
+// gets the three users' passwords as DEVOPSTIC_NATS_<ROLE>_PASSWORD_FILE, which
+// deployments/docker/entrypoint.sh, run by the image's /bin/sh, turns into the
+// DEVOPSTIC_NATS_<ROLE>_PASSWORD the configuration reads; no other DEVOPSTIC_ variable.
+func checkNATSServer(t *testing.T, s composeService, name, conf string) {
+	t.Helper()
+	require.Equal(t, []string{"/bin/sh", "/devopstic/entrypoint.sh", "nats-server"}, s.Entrypoint, "%s: the entry point reads the *_FILE secrets", name)
+	m, ok := s.mountAt(t, "/devopstic/entrypoint.sh")
+	require.True(t, ok, "%s mounts the entry point", name)
+	require.Equal(t, mustAbs(t, repoPath("deployments/docker/entrypoint.sh")), m.source, name)
+	require.Equal(t, []string{"--config", "/etc/nats/devopstic/" + filepath.Base(conf)}, s.Command, name)
+	m, ok = s.mountAt(t, "/etc/nats/devopstic")
+	require.True(t, ok, "%s mounts deployments/nats", name)
+	require.Equal(t, mustAbs(t, repoPath(filepath.Dir(conf))), m.source, "%s runs %s", name, conf)
+	require.FileExists(t, filepath.Join(m.source, filepath.Base(conf)))
+	want := map[string]string{}
+	for _, r := range stream.Roles {
+		want[r.PasswordVar()+"_FILE"] = composeSecretsPath + "/" + natsPasswordFile(r)
+	}
+	got := map[string]string{}
+	for k := range s.Environment {
+		if strings.HasPrefix(k, "DEVOPSTIC_") {
+			got[k], _ = s.env(k)
+		}
+	}
+	require.Equal(t, want, got, "%s: the three users' password files, nothing else", name)
 }
 
 // forEachCompose checks docker-compose.yml, as every compose implementation at hand reads it
@@ -371,20 +417,7 @@ const composeSecretsRoot = "/secrets"
 func TestComposeSecretsPerService(t *testing.T) {
 	t.Parallel()
 	forEachCompose(t, func(t *testing.T, p composeProject) {
-		// Run the secrets service's script against directories laid out as its mounts are.
-		sec := p.Services["secrets"]
-		tmp := t.TempDir()
-		written := map[string]string{} // volume -> the directory the script wrote it as
-		for _, m := range sec.mounts(t) {
-			if rel, ok := strings.CutPrefix(m.target, composeSecretsRoot+"/"); ok {
-				written[m.source] = filepath.Join(tmp, rel)
-				require.NoError(t, os.Mkdir(written[m.source], 0o750))
-			}
-		}
-		require.NotEmpty(t, written, "the secrets service writes volumes under %s", composeSecretsRoot)
-		run(t, []string{"PATH=" + os.Getenv("PATH"), "DEVOPSTIC_SECRETS_DIR=" + tmp, "DEVOPSTIC_SECRETS_LEGACY_DIR=" + t.TempDir()},
-			"sh", repoPath("deployments/docker/compose-secrets.sh"))
-
+		written := writeComposeSecrets(t, p)
 		owner := map[string]string{} // secrets volume -> the one service that reads it
 		for name, s := range p.Services {
 			if name == "secrets" {
@@ -425,6 +458,127 @@ func TestComposeSecretsPerService(t *testing.T) {
 			require.NotEmpty(t, owner[vol], "the secrets service writes %s, which no service reads", vol)
 		}
 	})
+}
+
+// writeComposeSecrets runs the secrets service's script against directories laid out as its
+// mounts are, and returns the directory each secrets volume was written as.
+func writeComposeSecrets(t *testing.T, p composeProject) map[string]string {
+	t.Helper()
+	tmp := t.TempDir()
+	written := map[string]string{} // volume -> the directory the script wrote it as
+	for _, m := range p.Services["secrets"].mounts(t) {
+		if rel, ok := strings.CutPrefix(m.target, composeSecretsRoot+"/"); ok {
+			written[m.source] = filepath.Join(tmp, rel)
+			require.NoError(t, os.Mkdir(written[m.source], 0o750))
+		}
+	}
+	require.NotEmpty(t, written, "the secrets service writes volumes under %s", composeSecretsRoot)
+	run(t, []string{"PATH=" + os.Getenv("PATH"), "DEVOPSTIC_SECRETS_DIR=" + tmp, "DEVOPSTIC_SECRETS_LEGACY_DIR=" + t.TempDir()},
+		"sh", repoPath("deployments/docker/compose-secrets.sh"))
+	return written
+}
+
+// secretPath is where, in written (writeComposeSecrets), the file is that a service's variable
+// name (a *_FILE) names in its container.
+func secretPath(t *testing.T, p composeProject, written map[string]string, service, name string) string {
+	t.Helper()
+	s := p.Services[service]
+	file, ok := s.env(name)
+	require.True(t, ok, "%s sets %s", service, name)
+	for _, m := range s.mounts(t) {
+		if dir, ok := written[m.source]; ok && filepath.Dir(file) == m.target {
+			return filepath.Join(dir, filepath.Base(file))
+		}
+	}
+	t.Fatalf("%s: %s=%s is in no secrets volume it mounts", service, name, file)
+	return ""
+}
+
+// Compose's NATS servers have DevOpstic's three users, with the passwords the "secrets" service
+// writes, and each service logs in as its own role's user with that user's password: the ingest
+// as devopstic-ingest, the writer as devopstic-writer, migrate (and the operator commands run in
+// it) as devopstic-admin. No other service has a NATS login. The same with the cluster override,
+// whose three nodes read the same passwords. Not parallel: the NATS configuration reads the
+// passwords from the environment.
+func TestComposeNATSLogins(t *testing.T) {
+	for _, tool := range composeTools(t) {
+		t.Run(filepath.Base(strings.Join(tool, " ")), func(t *testing.T) {
+			checkNATSLogins(t, composeConfig(t, tool, "docker-compose.yml"), composeNATSServers)
+			checkNATSLogins(t, composeConfig(t, tool, "docker-compose.yml", "deployments/nats/docker-compose.cluster.yml"), clusterNATSServers)
+		})
+	}
+}
+
+func checkNATSLogins(t *testing.T, p composeProject, servers map[string]string) {
+	t.Helper()
+	written := writeComposeSecrets(t, p)
+	var passwords stream.Passwords
+	for name, conf := range servers {
+		s := p.Services[name]
+		checkNATSServer(t, s, name, conf)
+		// As the container starts: the entry point reads the files into the environment, where
+		// the configuration finds them.
+		env := []string{"PATH=" + os.Getenv("PATH")}
+		for _, r := range stream.Roles {
+			env = append(env, r.PasswordVar()+"_FILE="+secretPath(t, p, written, name, r.PasswordVar()+"_FILE"))
+		}
+		entrypoint, _ := s.mountAt(t, "/devopstic/entrypoint.sh")
+		out := run(t, env, "sh", entrypoint.source, "env")
+		pw := stream.Passwords{}
+		for _, line := range strings.Split(string(out), "\n") {
+			for _, r := range stream.Roles {
+				if v, ok := strings.CutPrefix(line, r.PasswordVar()+"="); ok {
+					pw[r] = v
+					t.Setenv(r.PasswordVar(), v)
+				}
+			}
+		}
+		require.Len(t, pw, len(stream.Roles), "%s: the entry point sets every password:\n%s", name, out)
+		require.Len(t, slices.Compact(slices.Sorted(maps.Values(pw))), len(stream.Roles), "a password per user")
+		if passwords == nil {
+			passwords = pw
+		}
+		require.Equal(t, passwords, pw, "%s: the nodes share the passwords", name)
+
+		o, err := server.ProcessConfigFile(repoPath(conf))
+		require.NoError(t, err, conf)
+		users, err := stream.ServerUsers(pw)
+		require.NoError(t, err)
+		require.Equal(t, usersOf(users), usersOf(o.Users), "%s: DevOpstic's users, with the passwords of the files", name)
+		store, ok := s.mountAt(t, "/data")
+		require.True(t, ok, name)
+		require.True(t, o.StoreDir == store.target || strings.HasPrefix(o.StoreDir, store.target+"/"),
+			"%s: %s keeps the store (%s) on the volume at %s", name, conf, o.StoreDir, store.target)
+		require.Equal(t, 4222, o.Port, "%s: where DEVOPSTIC_NATS_URL points", name)
+		require.Equal(t, 8222, o.HTTPPort, "%s: where the healthcheck looks", name)
+	}
+
+	roles := map[string]stream.Role{"ingest": stream.RoleIngest, "writer": stream.RoleWriter, "migrate": stream.RoleAdmin}
+	for name, s := range p.Services {
+		if _, ok := servers[name]; ok || name == "secrets" { // "secrets" writes them all
+			continue
+		}
+		var login []string // the service's NATS credentials, by variable
+		for k := range s.Environment {
+			if strings.HasPrefix(k, "DEVOPSTIC_NATS_") && (strings.Contains(k, "_USER") || strings.Contains(k, "PASSWORD")) {
+				login = append(login, k)
+			}
+		}
+		sort.Strings(login)
+		r, ok := roles[name]
+		if !ok {
+			require.Empty(t, login, "%s has no NATS login", name)
+			continue
+		}
+		require.Equal(t, []string{"DEVOPSTIC_NATS_PASSWORD_FILE", "DEVOPSTIC_NATS_USER"}, login, "%s: a user and its password, from a file", name)
+		user, _ := s.env("DEVOPSTIC_NATS_USER")
+		require.Equal(t, r.User(), user, name)
+		file, _ := s.env("DEVOPSTIC_NATS_PASSWORD_FILE")
+		require.Equal(t, composeSecretsPath+"/"+natsPasswordFile(r), file, name)
+		got, err := os.ReadFile(secretPath(t, p, written, name, "DEVOPSTIC_NATS_PASSWORD_FILE"))
+		require.NoError(t, err)
+		require.Equal(t, passwords[r], string(got), "%s logs in with the password NATS has for %s", name, r.User())
+	}
 }
 
 // imageUsers are what the images compose runs unmodified run as (uid:gid), where the file does
@@ -468,63 +622,71 @@ func TestComposeRunsAsUsers(t *testing.T) {
 	t.Parallel()
 	df := readDockerfile(t)
 	forEachCompose(t, func(t *testing.T, p composeProject) {
-		for name, s := range p.Services {
-			uid, _ := serviceGroups(t, df, name, s)
-			if name != "postgres" {
-				require.NotZero(t, uid, "%s runs as a user other than root", name)
-			}
-		}
-		for _, name := range []string{"secrets", "nats"} {
-			require.NotEmpty(t, p.Services[name].User, "%s: user: says whom it runs as", name)
-		}
+		checkRunsAsUsers(t, df, p, slices.Sorted(maps.Keys(composeNATSServers))...)
+	})
+}
 
-		sec := p.Services["secrets"]
-		require.NotNil(t, sec.Build, "the secrets service's image is built: its directories decide the volumes' owners")
-		dirs := df.dirs(t, sec.Build.Target)
-		secUID, secGroups := serviceGroups(t, df, "secrets", sec)
-		require.Equal(t, df.user(sec.Build.Target), sec.User, "the image and compose agree on the secrets service's user")
-		readers := map[string][]string{} // volume -> the other services that mount it
-		for name, s := range p.Services {
-			for _, m := range s.mounts(t) {
-				if name != "secrets" {
-					readers[m.source] = append(readers[m.source], name)
-				}
-			}
+// checkRunsAsUsers checks TestComposeRunsAsUsers's rules on p, whose NATS servers are natsServers.
+func checkRunsAsUsers(t *testing.T, df dockerfile, p composeProject, natsServers ...string) {
+	t.Helper()
+	for name, s := range p.Services {
+		uid, _ := serviceGroups(t, df, name, s)
+		if name != "postgres" {
+			require.NotZero(t, uid, "%s runs as a user other than root", name)
 		}
-		for _, m := range sec.mounts(t) {
-			if !strings.HasPrefix(m.source, "/") && strings.HasPrefix(m.target, composeSecretsRoot+"/") {
-				d, ok := dirs[m.target]
-				require.True(t, ok, "the secrets service's image creates %s, owned by its user (a new volume would be root's)", m.target)
-				require.Equal(t, secUID, d.uid, "%s: owned by the secrets service", m.target)
-				require.Equal(t, os.FileMode(0o750), d.mode, "%s: the owner writes, the group reads, others nothing", m.target)
-				require.Contains(t, secGroups, d.gid, "%s: the secrets service may give its files to group %d (group_add)", m.target, d.gid)
-				require.NotEmpty(t, readers[m.source], m.source)
-				for _, r := range readers[m.source] {
-					_, groups := serviceGroups(t, df, r, p.Services[r])
-					require.Contains(t, groups, d.gid, "%s reads %s through group %d", r, m.source, d.gid)
-				}
-			}
-		}
+	}
+	for _, name := range append([]string{"secrets"}, natsServers...) {
+		require.NotEmpty(t, p.Services[name].User, "%s: user: says whom it runs as", name)
+	}
 
-		// NATS: its store's volume is made its user's by the secrets service's image, first.
-		ns := p.Services["nats"]
-		natsUID, natsGroups := serviceGroups(t, df, "nats", ns)
+	sec := p.Services["secrets"]
+	require.NotNil(t, sec.Build, "the secrets service's image is built: its directories decide the volumes' owners")
+	dirs := df.dirs(t, sec.Build.Target)
+	secUID, secGroups := serviceGroups(t, df, "secrets", sec)
+	require.Equal(t, df.user(sec.Build.Target), sec.User, "the image and compose agree on the secrets service's user")
+	readers := map[string][]string{} // volume -> the other services that mount it
+	for name, s := range p.Services {
+		for _, m := range s.mounts(t) {
+			if name != "secrets" {
+				readers[m.source] = append(readers[m.source], name)
+			}
+		}
+	}
+	for _, m := range sec.mounts(t) {
+		if !strings.HasPrefix(m.source, "/") && strings.HasPrefix(m.target, composeSecretsRoot+"/") {
+			d, ok := dirs[m.target]
+			require.True(t, ok, "the secrets service's image creates %s, owned by its user (a new volume would be root's)", m.target)
+			require.Equal(t, secUID, d.uid, "%s: owned by the secrets service", m.target)
+			require.Equal(t, os.FileMode(0o750), d.mode, "%s: the owner writes, the group reads, others nothing", m.target)
+			require.Contains(t, secGroups, d.gid, "%s: the secrets service may give its files to group %d (group_add)", m.target, d.gid)
+			require.NotEmpty(t, readers[m.source], m.source)
+			for _, r := range readers[m.source] {
+				_, groups := serviceGroups(t, df, r, p.Services[r])
+				require.Contains(t, groups, d.gid, "%s reads %s through group %d", r, m.source, d.gid)
+			}
+		}
+	}
+
+	// NATS: its store's volume is made its user's by the secrets service's image, first.
+	for _, name := range natsServers {
+		ns := p.Services[name]
+		natsUID, natsGroups := serviceGroups(t, df, name, ns)
 		store, ok := ns.mountAt(t, "/data")
-		require.True(t, ok)
+		require.True(t, ok, name)
 		var prepared *mount
 		for _, m := range sec.mounts(t) {
 			if m.source == store.source {
 				prepared = &m
 			}
 		}
-		require.NotNil(t, prepared, "the secrets service mounts the volume %s, so that it is created with the owner NATS needs", store.source)
+		require.NotNil(t, prepared, "the secrets service mounts the volume %s, so that it is created with the owner %s needs", store.source, name)
 		d, ok := dirs[prepared.target]
 		require.True(t, ok, "the secrets service's image creates %s", prepared.target)
-		require.Equal(t, natsUID, d.uid, "the NATS store's volume is the nats user's")
-		require.Equal(t, natsGroups[0], d.gid)
-		require.Zero(t, d.mode&0o007, "the NATS store is closed to others")
-		require.Equal(t, "service_completed_successfully", ns.DependsOn["secrets"].Condition, "nats starts once its volume is made")
-	})
+		require.Equal(t, natsUID, d.uid, "%s: the NATS store's volume is the nats user's", name)
+		require.Equal(t, natsGroups[0], d.gid, name)
+		require.Zero(t, d.mode&0o007, "%s: the NATS store is closed to others", name)
+		require.Equal(t, "service_completed_successfully", ns.DependsOn["secrets"].Condition, "%s starts once its volume is made", name)
+	}
 }
 
 // Grafana's anonymous access is off unless asked for, in compose and in the chart: an anonymous
@@ -673,7 +835,7 @@ func configVariables() []string {
 func TestComposeSecretsScript(t *testing.T) {
 	t.Parallel()
 	script := repoPath("deployments/docker/compose-secrets.sh")
-	services := []string{"grafana", "ingest", "migrate", "postgres", "writer"}
+	services := []string{"grafana", "ingest", "migrate", "nats", "postgres", "writer"}
 	layout := func() (root string, env []string) {
 		root = t.TempDir()
 		for i, s := range services {
@@ -721,10 +883,14 @@ func TestComposeSecretsScript(t *testing.T) {
 	run(t, env, "sh", script)
 	first := read(root)
 	byName := sameEverywhere(first)
-	for _, f := range []string{"jwt-secret", "api-password", "db-password", "reader-password", "grafana-admin-password"} {
+	for _, f := range []string{"jwt-secret", "api-password", "db-password", "reader-password", "grafana-admin-password",
+		"nats-ingest-password", "nats-writer-password", "nats-admin-password"} {
 		require.Regexp(t, `^[A-Za-z0-9]{40,}$`, byName[f], "%s: at least 40 URL-safe characters (the JWT key needs 32 bytes)", f)
 	}
 	require.NotEqual(t, byName["jwt-secret"], byName["api-password"])
+	require.Len(t, slices.Compact(slices.Sorted(maps.Values(map[string]string{
+		"i": byName["nats-ingest-password"], "w": byName["nats-writer-password"], "a": byName["nats-admin-password"]}))), 3,
+		"a password per NATS user")
 
 	run(t, env, "sh", script)
 	require.Equal(t, first, read(root), "a second start keeps the generated secrets")
@@ -745,10 +911,29 @@ func TestComposeSecretsScript(t *testing.T) {
 	require.Equal(t, "the-password-postgres-was-made-with", upgraded["db-password"])
 	require.Regexp(t, `^[A-Za-z0-9]{40,}$`, upgraded["jwt-secret"], "what the earlier volume lacks is generated")
 
+	// A NATS password from .env that NATS's configuration parser would read as something other
+	// than that string (a size, a negative number, a boolean), or too short: refused, before
+	// anything is written, rather than a server that refuses every login or does not start.
+	for _, bad := range []string{"4k", "-x", "true", "short0123456789", "has space 0123456789abcdef0123456789", "quote\"0123456789abcdef0123456789"} {
+		root, env = layout()
+		_, stderr, err := runErr(append(env, "DEVOPSTIC_NATS_WRITER_PASSWORD="+bad), "sh", script)
+		require.Error(t, err, "%q", bad)
+		require.Contains(t, stderr, "DEVOPSTIC_NATS_WRITER_PASSWORD", "%q: the error names the variable", bad)
+		require.NotContains(t, stderr, bad, "the error does not print the value")
+		entries, err := os.ReadDir(filepath.Join(root, "nats"))
+		require.NoError(t, err)
+		require.Empty(t, entries, "%q: nothing written", bad)
+	}
+	var stderr string
+	var err error
+	root, env = layout()
+	run(t, append(env, "DEVOPSTIC_NATS_WRITER_PASSWORD=0123456789abcdef0123456789abcdef"), "sh", script)
+	require.Equal(t, "0123456789abcdef0123456789abcdef", sameEverywhere(read(root))["nats-writer-password"], "openssl rand -hex 16 and longer pass")
+
 	// A service's directory missing (its volume not mounted): an error, not a file in the wrong place.
 	root, env = layout()
 	require.NoError(t, os.Remove(filepath.Join(root, "grafana")))
-	_, stderr, err := runErr(env, "sh", script)
+	_, stderr, err = runErr(env, "sh", script)
 	require.Error(t, err)
 	require.Contains(t, stderr, filepath.Join(root, "grafana"))
 }

@@ -10,9 +10,34 @@
 # password, not the JWT key or the database owner's password. The files are 0440, in the group of
 # their directory, which the image gives to a group the service has; no one else reads them.
 #
+# NATS has three users, one per DevOpstic role (deployments/nats/nats.conf): NATS gets the three
+# passwords, the ingest, the writer and migrate (which also runs the operator commands, as the
+# admin) each its own user's.
+#
 # Postgres takes its passwords when it initialises its volume, on the first start only: to change
 # db-password or reader-password later, change them in Postgres too (ALTER ROLE ... PASSWORD).
 set -eu
+
+# NATS reads its passwords through its configuration's parser ($DEVOPSTIC_NATS_*_PASSWORD), which
+# takes some values for something other than a string: 4k for 4096, true for a boolean, -x for
+# a number. A value given in .env must be one it reads as written: 32 or more letters and digits
+# (openssl rand -hex 32). Checked before anything is written; the value is not printed.
+for var in DEVOPSTIC_NATS_INGEST_PASSWORD DEVOPSTIC_NATS_WRITER_PASSWORD DEVOPSTIC_NATS_ADMIN_PASSWORD; do
+	eval "value=\${$var:-}"
+	case $value in
+	'') ;;
+	*[!A-Za-z0-9]*)
+		echo "secrets: $var in .env must be letters and digits only (openssl rand -hex 32): NATS's configuration would read it as something else" >&2
+		exit 1
+		;;
+	*)
+		if [ "${#value}" -lt 32 ]; then
+			echo "secrets: $var in .env must be at least 32 letters and digits (openssl rand -hex 32)" >&2
+			exit 1
+		fi
+		;;
+	esac
+done
 
 root=${DEVOPSTIC_SECRETS_DIR:-/secrets}
 legacy=${DEVOPSTIC_SECRETS_LEGACY_DIR:-/run/secrets/devopstic}
@@ -60,3 +85,6 @@ put api-password "${DEVOPSTIC_PASSWORD:-}" ingest
 put db-password "${DEVOPSTIC_DATABASE_PASSWORD:-}" postgres migrate ingest writer
 put reader-password "${DEVOPSTIC_READER_PASSWORD:-}" postgres grafana
 put grafana-admin-password "${GRAFANA_ADMIN_PASSWORD:-}" grafana
+put nats-ingest-password "${DEVOPSTIC_NATS_INGEST_PASSWORD:-}" nats ingest
+put nats-writer-password "${DEVOPSTIC_NATS_WRITER_PASSWORD:-}" nats writer
+put nats-admin-password "${DEVOPSTIC_NATS_ADMIN_PASSWORD:-}" nats migrate
