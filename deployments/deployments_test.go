@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -1241,7 +1243,8 @@ func freePort(t *testing.T) int {
 // repository's grafana/ and reader-role.sql, and adds in charts/ a stand-in for the NATS chart,
 // which `helm dependency update` fetches and these machines cannot: helm refuses to render a
 // chart whose dependency is missing, even one its condition disables. The stand-in renders one
-// ConfigMap, so that the test sees whether the condition switches it off.
+// ConfigMap, so that the test sees whether the condition switches it off, holding the values the
+// NATS chart gets (natsChartValues).
 func chartCopy(t *testing.T) string {
 	t.Helper()
 	src := repoPath("deployments/kubernetes/devopstic")
@@ -1259,8 +1262,64 @@ func chartCopy(t *testing.T) string {
 	require.NoError(t, os.WriteFile(filepath.Join(stub, "Chart.yaml"),
 		[]byte("apiVersion: v2\nname: nats\nversion: "+chart.Dependencies[0].Version+"\n"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(stub, "templates", "stub.yaml"),
-		[]byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stand-in-for-the-nats-chart\n"), 0o644))
+		[]byte(natsStandIn), 0o644))
 	return dst
+}
+
+// natsStandIn is the stand-in's template. Its ConfigMap holds the NATS chart's values with the
+// templates in them evaluated in that chart's context, as the NATS chart's tplYaml does for the
+// values under a $tplYaml key before it uses any.
+const natsStandIn = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: stand-in-for-the-nats-chart
+data:
+  values.yaml: {{ tpl (toYaml .Values) . | quote }}
+`
+
+// natsChartValues are the values the NATS chart gets (rendered with nats.enabled), each
+// {"$tplYaml": template} replaced by what the template gave, as that chart does.
+func natsChartValues(t *testing.T, objs map[string]object) map[string]any {
+	t.Helper()
+	cm, ok := objs["ConfigMap/stand-in-for-the-nats-chart"]
+	require.True(t, ok, "the NATS chart is rendered")
+	var values map[string]any
+	require.NoError(t, yaml.Unmarshal([]byte(strMap(cm.raw["data"])["values.yaml"]), &values))
+	var resolve func(v any) any
+	resolve = func(v any) any {
+		switch v := v.(type) {
+		case map[string]any:
+			if tpl, ok := v["$tplYaml"].(string); ok && len(v) == 1 {
+				var out any
+				require.NoError(t, yaml.Unmarshal([]byte(tpl), &out), "$tplYaml %q", tpl)
+				return out
+			}
+			for k, e := range v {
+				v[k] = resolve(e)
+			}
+		case []any:
+			for i, e := range v {
+				v[i] = resolve(e)
+			}
+		}
+		return v
+	}
+	return resolve(values).(map[string]any)
+}
+
+// natsChartConfig is the configuration file the NATS chart writes from config.merge: JSON, in
+// which a string "<< x >>" stands for x unquoted ($VARIABLE: from the environment).
+func natsChartConfig(t *testing.T, values map[string]any) string {
+	t.Helper()
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // as the chart's toPrettyRawJson: "devopstic.events.>" as it is
+	enc.SetIndent("", "  ")
+	require.NoError(t, enc.Encode(at(values, "config", "merge")))
+	conf := regexp.MustCompile(`"<<\s+(.*?)\s+>>"`).ReplaceAllString(b.String(), "$1")
+	path := filepath.Join(t.TempDir(), "nats.conf")
+	require.NoError(t, os.WriteFile(path, []byte(conf), 0o600))
+	return path
 }
 
 func copyTree(src, dst string) error {
@@ -1584,9 +1643,9 @@ func TestHelmChart(t *testing.T) {
 	}
 	// Each container takes from the Secret the keys it reads, no other: Grafana above all.
 	for name, want := range map[string][]string{
-		"ingest":  {"database-password", "github-webhook-secret", "jwt-secret", "password", "username"},
-		"writer":  {"database-password"},
-		"migrate": {"database-password"},
+		"ingest":  {"database-password", "github-webhook-secret", "jwt-secret", "nats-ingest-password", "password", "username"},
+		"writer":  {"database-password", "nats-writer-password"},
+		"migrate": {"database-password", "nats-admin-password"},
 		"grafana": {"grafana-admin-password", "reader-password"},
 	} {
 		var keys []string
@@ -1608,7 +1667,7 @@ func TestHelmChart(t *testing.T) {
 	for _, name := range []string{"DEVOPSTIC_JWT_SECRET", "DEVOPSTIC_USERNAME", "DEVOPSTIC_PASSWORD", "DEVOPSTIC_DATABASE_PASSWORD"} {
 		require.NotNil(t, at(env(ing, name), "valueFrom", "secretKeyRef"), "ingest %s from the Secret", name)
 	}
-	for _, c := range []container{ing, byName["writer"]} {
+	for _, c := range []container{ing, byName["writer"], byName["migrate"]} {
 		require.Equal(t, "nats://dora-nats:4222", env(c, "DEVOPSTIC_NATS_URL")["value"], "%s: the NATS chart's service <release>-nats", c.name)
 		require.Equal(t, "3", env(c, "DEVOPSTIC_STREAM_REPLICAS")["value"], c.name)
 		require.Equal(t, "postgres.db.svc", env(c, "DEVOPSTIC_DATABASE_HOST")["value"], c.name)
@@ -1676,6 +1735,140 @@ func TestHelmChart(t *testing.T) {
 	require.Equal(t, strings.TrimRight(string(sql), "\n"), strMap(withRole["ConfigMap/"+fullname+"-reader-role"].raw["data"])["reader-role.sql"])
 }
 
+// The chart's NATS has DevOpstic's three users with exactly the allow-lists of pkg/stream's
+// Role.Permissions (as deployments/nats/*.conf have them: TestNATSConfigurationUsers), and the
+// password a server reads for each user is the one the container of that role logs in with: the
+// ingest as devopstic-ingest, the writer as devopstic-writer, the migration Job as
+// devopstic-admin; Grafana has no NATS login. The NATS servers take clients from those three
+// only. Not parallel: the NATS configuration reads the passwords from the environment.
+func TestHelmNATSUsers(t *testing.T) {
+	helm, chart := helmPath(t), chartCopy(t)
+	const fullname = "dora-devopstic"
+	objs := helmTemplate(t, helm, chart, requiredValues...)
+	secret := objs["Secret/"+fullname]
+	secretValue := func(ref map[string]any) string {
+		t.Helper()
+		require.Equal(t, fullname, ref["name"], "the chart's Secret")
+		v, ok := asMap(secret.raw["data"])[fmt.Sprint(ref["key"])]
+		require.True(t, ok, "the Secret has the key %v", ref["key"])
+		b, err := base64.StdEncoding.DecodeString(fmt.Sprint(v))
+		require.NoError(t, err)
+		return string(b)
+	}
+
+	// What each DevOpstic container logs in with.
+	roles := map[string]stream.Role{"ingest": stream.RoleIngest, "writer": stream.RoleWriter, "migrate": stream.RoleAdmin}
+	passwords := stream.Passwords{}
+	var withNATS []container // the containers NATS must let in
+	for key, name := range map[string]string{
+		"Deployment/" + fullname + "-ingest": "ingest", "Deployment/" + fullname + "-writer": "writer",
+		"Job/" + fullname + "-migrate": "migrate", "Deployment/" + fullname + "-grafana": "grafana",
+	} {
+		c := podContainer(t, objs, key, name)
+		r, ok := roles[name]
+		if !ok {
+			for _, e := range list(c["env"]) {
+				require.NotContains(t, at(e, "name"), "DEVOPSTIC_NATS", "%s has no NATS login", name)
+			}
+			continue
+		}
+		withNATS = append(withNATS, container{name: name, pod: asMap(at(objs[key].raw, "spec", "template"))})
+		require.Equal(t, 1, envEntries(c, "DEVOPSTIC_NATS_USER"), name)
+		require.Equal(t, r.User(), envEntry(c, "DEVOPSTIC_NATS_USER")["value"], "%s logs in as its role's user", name)
+		require.Equal(t, 1, envEntries(c, "DEVOPSTIC_NATS_PASSWORD"), name)
+		ref := asMap(at(envEntry(c, "DEVOPSTIC_NATS_PASSWORD"), "valueFrom", "secretKeyRef"))
+		require.Equal(t, natsPasswordFile(r), ref["key"], "%s: its user's password", name)
+		require.NotEqual(t, true, ref["optional"], name)
+		passwords[r] = secretValue(ref)
+		require.Regexp(t, `^[A-Za-z0-9]{32,}$`, passwords[r], "%s: generated, in a form NATS's configuration reads as it is", name)
+		require.Equal(t, "nats://dora-nats:4222", envEntry(c, "DEVOPSTIC_NATS_URL")["value"], name)
+	}
+	require.Len(t, passwords, 3)
+	require.Len(t, slices.Compact(slices.Sorted(maps.Values(passwords))), 3, "a password per user")
+
+	// What the NATS servers get: their environment (container.env) and the users (config.merge).
+	values := natsChartValues(t, objs)
+	var fromSecret, want []string
+	for name, e := range asMap(at(values, "container", "env")) {
+		if ref := asMap(at(e, "valueFrom", "secretKeyRef")); ref != nil {
+			fromSecret = append(fromSecret, name)
+			t.Setenv(name, secretValue(ref))
+		}
+	}
+	for _, r := range stream.Roles {
+		want = append(want, r.PasswordVar())
+	}
+	sort.Strings(fromSecret)
+	sort.Strings(want)
+	require.Equal(t, want, fromSecret, "the NATS servers take the three passwords from the Secret, and no other key")
+	o, err := server.ProcessConfigFile(natsChartConfig(t, values))
+	require.NoError(t, err)
+	users, err := stream.ServerUsers(passwords)
+	require.NoError(t, err)
+	require.Equal(t, usersOf(users), usersOf(o.Users),
+		"the users and allow-lists of pkg/stream's Role.Permissions, with the password each role's container logs in with")
+	require.Empty(t, o.NoAuthUser, "no user for clients without credentials")
+	require.Empty(t, o.Username)
+	require.Empty(t, o.Authorization)
+	require.Empty(t, o.Accounts)
+
+	// The servers take clients on 4222 from those three only (besides each other).
+	np, ok := objs["NetworkPolicy/"+fullname+"-nats"]
+	require.True(t, ok, "a NetworkPolicy for the NATS servers")
+	var admitted []string
+	grafana := container{name: "grafana", pod: asMap(at(objs["Deployment/"+fullname+"-grafana"].raw, "spec", "template"))}
+	for _, c := range append(withNATS, grafana) {
+		for _, rule := range list(at(np.raw, "spec", "ingress")) {
+			for _, from := range list(at(rule, "from")) {
+				if hasPort(rule, 4222) && selects(strMap(at(from, "podSelector", "matchLabels")), c.pod) {
+					admitted = append(admitted, c.name)
+				}
+			}
+		}
+	}
+	sort.Strings(admitted)
+	require.Equal(t, []string{"ingest", "migrate", "writer"}, admitted, "who may connect to NATS")
+
+	// Before an upgrade the Job logs in as on an install (helm template finds no live Secret;
+	// only a live one without the NATS passwords, that of a version before them, changes that).
+	upgrade := helmTemplate(t, helm, chart, append([]string{"--is-upgrade"}, requiredValues...)...)
+	mig := podContainer(t, upgrade, "Job/"+fullname+"-migrate", "migrate")
+	require.Equal(t, stream.RoleAdmin.User(), envEntry(mig, "DEVOPSTIC_NATS_USER")["value"])
+
+	// Passwords given in the values: used, if NATS reads them as they are.
+	given := "0123456789abcdef0123456789abcdef"
+	objs = helmTemplate(t, helm, chart, append([]string{"--set", "secrets.natsWriterPassword=" + given}, requiredValues...)...)
+	require.Equal(t, base64.StdEncoding.EncodeToString([]byte(given)), asMap(objs["Secret/"+fullname].raw["data"])["nats-writer-password"])
+	for _, bad := range []string{"4k", "true", "short0123456789", "not-only-letters-and-digits-0123456789"} {
+		_, stderr, err := runErr(nil, helm, append([]string{"template", "dora", chart, "--set", "secrets.natsWriterPassword=" + bad}, requiredValues...)...)
+		require.Error(t, err, "%q", bad)
+		require.Contains(t, stderr, "secrets.natsWriterPassword", "%q", bad)
+	}
+
+	// The NATS chart's values can name the Secret from the release alone. When the Secret has
+	// another name (fullnameOverride, secrets.existingSecret), rendering fails until they name it.
+	for _, set := range [][]string{{"fullnameOverride=metrics"}, {"secrets.existingSecret=byo"}} {
+		_, stderr, err := runErr(nil, helm, append([]string{"template", "dora", chart, "--set", set[0]}, requiredValues...)...)
+		require.Error(t, err, "%v", set)
+		require.Contains(t, stderr, "nats.container.env.DEVOPSTIC_NATS_INGEST_PASSWORD.valueFrom.secretKeyRef.name", "%v: says what to set", set)
+	}
+	args := append([]string{"--set", "secrets.existingSecret=byo"}, requiredValues...)
+	for _, r := range stream.Roles {
+		args = append(args, "--set", "nats.container.env."+r.PasswordVar()+".valueFrom.secretKeyRef.name=byo")
+	}
+	objs = helmTemplate(t, helm, chart, args...)
+	for name, e := range asMap(at(natsChartValues(t, objs), "container", "env")) {
+		require.Equal(t, "byo", at(e, "valueFrom", "secretKeyRef", "name"), name)
+	}
+	ing := podContainer(t, objs, "Deployment/"+fullname+"-ingest", "ingest")
+	require.Equal(t, "byo", at(envEntry(ing, "DEVOPSTIC_NATS_PASSWORD"), "valueFrom", "secretKeyRef", "name"))
+	// With a NATS of the operator's (nats.enabled=false) the services log in the same way.
+	objs = helmTemplate(t, helm, chart, append([]string{"--set", "nats.enabled=false", "--set", "fullnameOverride=metrics"}, requiredValues...)...)
+	ing = podContainer(t, objs, "Deployment/metrics-ingest", "ingest")
+	require.Equal(t, stream.RoleIngest.User(), envEntry(ing, "DEVOPSTIC_NATS_USER")["value"])
+	require.Equal(t, "metrics", at(envEntry(ing, "DEVOPSTIC_NATS_PASSWORD"), "valueFrom", "secretKeyRef", "name"))
+}
+
 // selects says whether matchLabels select the pod template's labels.
 func selects(matchLabels map[string]string, pod map[string]any) bool {
 	labels := strMap(at(pod, "metadata", "labels"))
@@ -1714,7 +1907,8 @@ func hasPort(rule any, port int) bool {
 
 // checkNetworkPolicies: each pod of the chart is selected by a policy for both directions (so
 // everything else is denied); only the ingest takes traffic from anywhere; only the ingest, the
-// writer, the migrations and Grafana may reach Postgres, and only the ingest and the writer NATS.
+// writer, the migrations and Grafana may reach Postgres, and only the ingest, the writer and the
+// migrations NATS.
 func checkNetworkPolicies(t *testing.T, objs map[string]object, containers []container) {
 	t.Helper()
 	var policies []object
@@ -1756,5 +1950,5 @@ func checkNetworkPolicies(t *testing.T, objs map[string]object, containers []con
 	sort.Strings(toNATS)
 	require.Equal(t, []string{"ingest"}, open, "only the ingest is reachable from outside")
 	require.Equal(t, []string{"grafana", "ingest", "migrate", "writer"}, toPostgres, "who reaches Postgres")
-	require.Equal(t, []string{"ingest", "writer"}, toNATS, "who reaches NATS")
+	require.Equal(t, []string{"ingest", "migrate", "writer"}, toNATS, "who reaches NATS (migrate sets the stream up)")
 }

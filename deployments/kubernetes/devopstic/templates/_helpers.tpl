@@ -35,6 +35,20 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- default (include "devopstic.fullname" .) .Values.secrets.existingSecret -}}
 {{- end -}}
 
+{{/*
+The chart's Secret as the NATS chart's values name it (values.yaml, nats.container.env): from the
+release name alone, since those values are evaluated in the NATS chart, which sees the release
+but not this chart's values. It is devopstic.fullname without fullnameOverride and nameOverride;
+secret.yaml fails when the Secret has another name and those values do not say it.
+*/}}
+{{- define "devopstic.releaseSecretName" -}}
+{{- if contains "devopstic" .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-devopstic" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "devopstic.image" -}}
 {{- $ := index . 0 -}}
 {{- printf "%s/%s:%s" $.Values.image.registry (index . 1) (default $.Chart.AppVersion $.Values.image.tag) -}}
@@ -97,6 +111,19 @@ fullnameOverride.
   value: {{ .Values.stream.maxAge | quote }}
 - name: DEVOPSTIC_STREAM_DUPLICATE_WINDOW
   value: {{ .Values.stream.duplicateWindow | quote }}
+{{- end -}}
+
+{{/*
+A role's NATS login, its user and its password (key nats-<role>-password of the Secret):
+include "devopstic.natsLogin" (list . "ingest"). NATS requires them; each role may do only its
+part (deployments/nats/README.md).
+*/}}
+{{- define "devopstic.natsLogin" -}}
+{{- $ := index . 0 -}}
+{{- $role := index . 1 -}}
+- name: DEVOPSTIC_NATS_USER
+  value: {{ printf "devopstic-%s" $role | quote }}
+{{ include "devopstic.secretEnv" (list $ "DEVOPSTIC_NATS_PASSWORD" (printf "nats-%s-password" $role)) }}
 {{- end -}}
 
 {{/* env: a map of extra variables, rendered as a list. */}}
