@@ -226,6 +226,9 @@ func FuzzAcceptedIsWritable(f *testing.F) {
 
 	env := newWritableEnv(f)
 	f.Fuzz(func(t *testing.T, route uint8, name, header, pipeline string, body []byte) {
+		if len(name)+2*len(header)+3*len(pipeline) > 3<<10 {
+			t.Skip("headers over the server's 4 KiB read buffer never reach a handler")
+		}
 		env.check(t, request(route, name, header, pipeline, body))
 	})
 }
