@@ -277,7 +277,7 @@ func (s *server) errorHandler(c *fiber.Ctx, err error) error {
 	if errors.As(err, &ferr) {
 		msg := ferr.Message
 		if ferr.Code == fiber.StatusRequestEntityTooLarge {
-			msg = "request body is larger than the limit (DEVOPSTIC_BODY_LIMIT)"
+			msg = fmt.Sprintf("request body is larger than the limit of %d bytes (DEVOPSTIC_BODY_LIMIT)", s.cfg.BodyLimit)
 		}
 		return c.Status(ferr.Code).JSON(errorBody{Error: msg})
 	}

@@ -127,7 +127,7 @@ func TestGitLabBadDeliveriesPublishNothing(t *testing.T) {
 		"branch deletion":      {"Push Hook", mustRead(t, "../../pkg/gitlab/testdata/push_hook.branch_delete.json"), "", nil, 202, "branch deletion"},
 		"a deploy, unfinished": {"Deployment Hook", []byte(`{"status":"running","status_changed_at":"2026-11-25T10:00:00Z"}`), "", nil, 202, "not final"},
 		"unstorable body":      {"Push Hook", replaced(t, body, `"fixed readme\n"`, `"\u0000"`), "", nil, 400, "text Postgres cannot store"},
-		"unstorable URL":       {"Push Hook", body, "?pipeline_id=a%00b", nil, 400, "pipeline_id: text Postgres cannot store"},
+		"unstorable URL":       {"Push Hook", body, "?pipeline_id=a%00b", nil, 400, `query parameter \"pipeline_id\" must be UTF-8 text`},
 	} {
 		status, out := s.deliverGitLab(tc.event, "u-"+name, tc.body, tc.query, tc.headers...)
 		require.Equal(t, tc.want, status, "%s: %s", name, out)
