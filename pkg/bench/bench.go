@@ -366,7 +366,7 @@ func (r *runner) measureAgainstBaseline(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	const rounds = 2
+	const rounds = 3
 	for _, workers := range []int{1, 16} {
 		var this, baseline float64
 		for round := range rounds {
