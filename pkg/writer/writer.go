@@ -245,12 +245,14 @@ func Decode(subject string, header nats.Header, data []byte, seq uint64) (fact.S
 		if err != nil {
 			return fact.Set{}, fmt.Errorf("%w: %w", ErrPoison, err)
 		}
-		// The id the stream deduplicated the message by is its row's id, so that the two layers
-		// of deduplication agree. It is also what keeps a message published before client ids
-		// were scoped by pipeline (its Nats-Msg-Id is the client's id alone) mapping to the row
-		// it has always had. A message without one gets the id the ingest gives it now.
-		if id := header.Get(nats.MsgIdHdr); id != "" {
-			e.ID = id
+		// A row's id is a function of the message's content (the client's id scoped by its
+		// pipeline, or a hash), never of how it was published: the same event sent again under
+		// another Nats-Msg-Id (past the duplicate window, by another publisher) is the same row.
+		// One exception keeps replays from doubling rows: a message published before client ids
+		// were scoped carries the client's id alone as its Nats-Msg-Id, and keeps the row it has
+		// always had under that id.
+		if e.ClientID != "" && header.Get(nats.MsgIdHdr) == e.ClientID {
+			e.ID = e.ClientID
 		}
 		set := event.Facts(e, data, receivedAt, seq)
 		set.Event.Headers = header

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,6 +48,34 @@ func TestDecodeRefusesWhatCanNeverBeWritten(t *testing.T) {
 		_, err := writer.Decode(tc.subject, tc.header, tc.data, 1)
 		require.ErrorIs(t, err, writer.ErrPoison, name)
 	}
+}
+
+// A native event's row id comes from its content, whatever Nats-Msg-Id it was published
+// under, so the same event in the stream twice is one row; only a message of the ingest
+// before ids were scoped by pipeline (its Nats-Msg-Id the client's id alone) keeps that id.
+func TestDecodeRowIDIsTheContents(t *testing.T) {
+	t.Parallel()
+	withID := []byte(`{"id":"run-7","type":"commit","pipeline_id":"api","commit_id":"a","timestamp":1795600800}`)
+	noID := []byte(`{"type":"commit","pipeline_id":"api","commit_id":"a","timestamp":1795600800}`)
+	rowID := func(data []byte, msgID string) string {
+		t.Helper()
+		h := nats.Header{stream.HeaderReceivedAt: {"2026-11-25T10:00:00Z"}}
+		if msgID != "" {
+			h.Set(nats.MsgIdHdr, msgID)
+		}
+		set, err := writer.Decode("devopstic.events.native.commit", h, data, 1)
+		require.NoError(t, err)
+		return set.Event.ID
+	}
+	scoped := event.ScopedID("api", "run-7")
+	require.Equal(t, scoped, rowID(withID, ""))
+	require.Equal(t, scoped, rowID(withID, scoped))
+	require.Equal(t, scoped, rowID(withID, "published-again-under-another-id"))
+	require.Equal(t, "run-7", rowID(withID, "run-7"), "a message of the ingest before ids were scoped")
+
+	hash := rowID(noID, "")
+	require.True(t, strings.HasPrefix(hash, "sha256-"), hash)
+	require.Equal(t, hash, rowID(noID, "published-again-under-another-id"))
 }
 
 // events returns n native events, a mix of commits and deploys shipping them.
