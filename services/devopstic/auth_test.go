@@ -111,7 +111,7 @@ func (s *stack) newKey(name, scope string) string {
 		if status != http.StatusUnauthorized {
 			break
 		}
-		require.Less(s.t, time.Since(created), 5*time.Second, "the new key is still unknown: %s", body)
+		require.Less(s.t, time.Since(created), 30*time.Second, "the new key is still unknown: %s", body)
 		time.Sleep(2 * time.Millisecond)
 	}
 	return key
@@ -360,7 +360,7 @@ func TestAPIKeyRevocationLatency(t *testing.T) {
 				break
 			}
 			require.Equal(t, http.StatusAccepted, status)
-			require.Less(t, time.Since(end), 5*time.Second, "the revoked key still works")
+			require.Less(t, time.Since(end), 30*time.Second, "the revoked key still works")
 			time.Sleep(2 * time.Millisecond)
 		}
 		fromStart, fromEnd = append(fromStart, time.Since(start)), append(fromEnd, time.Since(end))
@@ -480,7 +480,7 @@ func TestNoSecretInLogs(t *testing.T) {
 	s.callRoute("POST", "/webhook/{cred}/events", s.token)
 	s.callRoute("GET", "/events", key) // 403
 	s.mustCLI("", "apikey", "revoke", "jenkins")
-	require.Eventually(t, func() bool { status, _ := s.callRoute("POST", "/webhook/{cred}/events", key); return status == 401 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { status, _ := s.callRoute("POST", "/webhook/{cred}/events", key); return status == 401 }, 30*time.Second, 5*time.Millisecond)
 	unknown, _, err := auth.NewAPIKey()
 	require.NoError(t, err)
 	secrets["unknown key"] = unknown
@@ -579,7 +579,7 @@ func TestAccessCommands(t *testing.T) {
 	s.mustCLI("", "apikey", "revoke", "jenkins")
 	_, err = s.cli("", "apikey", "revoke", "jenkins")
 	require.ErrorContains(t, err, `no active API key named "jenkins"`)
-	require.Eventually(t, func() bool { st, _ := s.callRoute("POST", "/events", second); return st == 401 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { st, _ := s.callRoute("POST", "/events", second); return st == 401 }, 30*time.Second, 5*time.Millisecond)
 
 	// sync rewrites the bucket from Postgres: an entry Postgres does not know goes.
 	out = s.mustCLI("", "apikey", "sync")
