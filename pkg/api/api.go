@@ -19,12 +19,12 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/gofiber/fiber/v2/utils"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/devopstic/devopstic/pkg/alertmanager"
 	"github.com/devopstic/devopstic/pkg/auth"
 	"github.com/devopstic/devopstic/pkg/github"
 	"github.com/devopstic/devopstic/pkg/gitlab"
-	"github.com/devopstic/devopstic/pkg/metrics"
 	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/stream"
 )
@@ -72,7 +72,7 @@ type Deps struct {
 	Ready func(context.Context) error
 	// Metrics receives the API's series and is what GET /metrics answers; nil measures nothing
 	// and serves no /metrics.
-	Metrics *metrics.Registry
+	Metrics *prometheus.Registry
 	Log     *slog.Logger
 	// Now stamps received_at; time.Now when nil.
 	Now func() time.Time

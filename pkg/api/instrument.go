@@ -6,30 +6,36 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 
-	"github.com/devopstic/devopstic/pkg/metrics"
 	"github.com/devopstic/devopstic/pkg/stream"
 )
 
 // apiMetrics are the ingest's series in the registry Deps.Metrics.
 type apiMetrics struct {
-	requests        *metrics.CounterVec
-	duration        *metrics.HistogramVec
-	accepted        *metrics.CounterVec
-	publishFailures *metrics.Counter
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	accepted        *prometheus.CounterVec
+	publishFailures prometheus.Counter
 }
 
-func newAPIMetrics(reg *metrics.Registry) apiMetrics {
-	return apiMetrics{
-		requests: reg.CounterVec("devopstic_http_requests_total",
-			"HTTP requests answered, by route pattern and status class (2xx, 4xx, 5xx, ...).", "route", "code"),
-		duration: reg.HistogramVec("devopstic_http_request_duration_seconds",
-			"Time to answer an HTTP request, by route pattern.", metrics.DefaultBuckets, "route"),
-		accepted: reg.CounterVec("devopstic_events_accepted_total",
-			"Events the stream acknowledged (answered 202), by source: native, github, gitlab, pagerduty, alertmanager.", "source"),
-		publishFailures: reg.Counter("devopstic_publish_failures_total",
-			"Requests whose events the stream did not acknowledge (answered 503)."),
+// newAPIMetrics registers the API's series in reg; with a nil reg they count into nothing.
+func newAPIMetrics(reg *prometheus.Registry) apiMetrics {
+	m := apiMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "devopstic_http_requests_total",
+			Help: "HTTP requests answered, by route pattern and status class (2xx, 4xx, 5xx, ...)."}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "devopstic_http_request_duration_seconds",
+			Help: "Time to answer an HTTP request, by route pattern.", Buckets: prometheus.DefBuckets}, []string{"route"}),
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "devopstic_events_accepted_total",
+			Help: "Events the stream acknowledged (answered 202), by source: native, github, gitlab, pagerduty, alertmanager."}, []string{"source"}),
+		publishFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "devopstic_publish_failures_total",
+			Help: "Requests whose events the stream did not acknowledge (answered 503)."}),
 	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.duration, m.accepted, m.publishFailures)
+	}
+	return m
 }
 
 // measure counts every request by route pattern and status class and times it. It runs
@@ -42,8 +48,8 @@ func (s *server) measure(c *fiber.Ctx) error {
 		route = "unmatched" // no route matched (a 404 or 405): keep the label's values bounded
 	}
 	class := strconv.Itoa(c.Response().StatusCode()/100) + "xx"
-	s.metrics.requests.With(route, class).Inc()
-	s.metrics.duration.With(route).Observe(time.Since(start).Seconds())
+	s.metrics.requests.WithLabelValues(route, class).Inc()
+	s.metrics.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 	return err
 }
 
@@ -54,13 +60,25 @@ func (s *server) publish(ctx context.Context, source string, msgs []stream.Messa
 		s.metrics.publishFailures.Inc()
 		return err
 	}
-	s.metrics.accepted.With(source).Add(uint64(len(msgs)))
+	s.metrics.accepted.WithLabelValues(source).Add(float64(len(msgs)))
 	return nil
 }
 
-// getMetrics answers the registry in the Prometheus text format.
+// getMetrics answers the registry in the Prometheus text format 0.0.4, which every scraper
+// reads. (promhttp's handler is for net/http, not fiber.) A collector that fails, the stream's
+// backlog while NATS does not answer, leaves its series out and is logged; the rest is answered.
 func (s *server) getMetrics(c *fiber.Ctx) error {
-	c.Set(fiber.HeaderContentType, metrics.ContentType)
+	families, err := s.deps.Metrics.Gather()
+	if err != nil {
+		s.deps.Log.Warn("gather metrics", "error", err)
+	}
+	c.Set(fiber.HeaderContentType, string(expfmt.FmtText))
 	c.Set(fiber.HeaderCacheControl, "no-store")
-	return s.deps.Metrics.Write(c)
+	enc := expfmt.NewEncoder(c, expfmt.FmtText)
+	for _, f := range families {
+		if err := enc.Encode(f); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/devopstic/devopstic/pkg/alertmanager"
 	"github.com/devopstic/devopstic/pkg/api"
@@ -21,7 +23,6 @@ import (
 	"github.com/devopstic/devopstic/pkg/config"
 	"github.com/devopstic/devopstic/pkg/github"
 	"github.com/devopstic/devopstic/pkg/gitlab"
-	"github.com/devopstic/devopstic/pkg/metrics"
 	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/stream"
 	"github.com/devopstic/devopstic/pkg/writer"
@@ -96,7 +97,7 @@ func withViolation(nc *nats.Conn, err error) error {
 // that verifying them needs no Postgres) and, when DEVOPSTIC_ADMIN_ADDR is set, the admin
 // address's listener. The API's series go to reg, which GET /metrics answers (on the admin
 // address when there is one); nil measures nothing.
-func Ingest(cfg config.Ingest, nc *nats.Conn, js jetstream.JetStream, st *store.Store, reg *metrics.Registry, log *slog.Logger) (*fiber.App, error) {
+func Ingest(cfg config.Ingest, nc *nats.Conn, js jetstream.JetStream, st *store.Store, reg *prometheus.Registry, log *slog.Logger) (*fiber.App, error) {
 	pub, err := stream.NewPublisher(nc, cfg.NATS.PublishTimeout)
 	if err != nil {
 		return nil, err
@@ -236,9 +237,21 @@ func Serve(ctx context.Context, ln net.Listener, app *fiber.App) error {
 	}
 }
 
+// NewRegistry is the registry that GET /metrics answers, holding the Go runtime's series (go_*)
+// and the process's (process_*: resident memory, open file descriptors, CPU). Each role adds
+// its own: Ingest the API's, writer.NewMetrics the writer's.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
 // Write runs the writer until ctx is done: it waits for Postgres, runs the migrations, sets up
-// the durable consumer and consumes, counting in reg (nil counts nothing).
-func Write(ctx context.Context, cfg config.WriterTuning, dbURL string, js jetstream.JetStream, st *store.Store, reg *metrics.Registry, log *slog.Logger) error {
+// the durable consumer and consumes, counting in m (writer.NewMetrics; nil counts nothing).
+// The stream's backlog and the writer's lag are read through js from the start, so that they
+// show while Postgres keeps the writer waiting.
+func Write(ctx context.Context, cfg config.WriterTuning, dbURL string, js jetstream.JetStream, st *store.Store, m *writer.Metrics, log *slog.Logger) error {
+	m.Watch(js)
 	err := Retry(ctx, log, "database migrations", func(ctx context.Context) error { return store.Migrate(ctx, dbURL) })
 	if err != nil {
 		return Stopped(ctx, err)
@@ -257,7 +270,7 @@ func Write(ctx context.Context, cfg config.WriterTuning, dbURL string, js jetstr
 		BatchWait:  cfg.BatchWait,
 		MaxDeliver: cfg.MaxDeliver,
 		RetryMax:   cfg.RetryMax,
-		Metrics:    writer.NewMetrics(reg),
+		Metrics:    m,
 	}, log)
 	return w.Run(ctx)
 }

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/devopstic/devopstic/pkg/fact"
-	"github.com/devopstic/devopstic/pkg/metrics"
 	"github.com/devopstic/devopstic/pkg/store"
 )
 
@@ -43,7 +43,7 @@ type Applier struct {
 	RetryMax time.Duration
 	Log      *slog.Logger
 	// Retries counts the retries of a transient failure; nil counts nothing.
-	Retries *metrics.Counter
+	Retries prometheus.Counter
 }
 
 func (a *Applier) sink() Sink {
@@ -110,7 +110,9 @@ func (a *Applier) retry(ctx context.Context, messages int, keepAlive func(), wri
 		if err == nil || !store.IsTransient(err) {
 			return err
 		}
-		a.Retries.Inc()
+		if a.Retries != nil {
+			a.Retries.Inc()
+		}
 		delay := backoff(attempt, a.RetryMax)
 		if attempt == 1 || attempt%10 == 0 {
 			a.Log.Warn("database unavailable, retrying", "attempt", attempt, "retry_in", delay, "messages", messages, "error", err)

@@ -67,7 +67,7 @@ type Writer struct {
 // New returns a writer for the consumer cons (see stream.EnsureConsumer).
 func New(cons jetstream.Consumer, st *store.Store, cfg Config, log *slog.Logger) *Writer {
 	if cfg.Metrics == nil {
-		cfg.Metrics = &Metrics{}
+		cfg.Metrics = NewMetrics(nil)
 	}
 	return &Writer{cons: cons, apply: &Applier{Store: st, RetryMax: cfg.RetryMax, Log: log, Retries: cfg.Metrics.Retries}, cfg: cfg, log: log}
 }
@@ -140,8 +140,8 @@ func (w *Writer) collect(it jetstream.MessagesContext) ([]jetstream.Msg, error) 
 
 // handle writes a batch and settles every message of it: ack, nak or dead letter.
 func (w *Writer) handle(ctx context.Context, batch []jetstream.Msg) {
-	w.cfg.Metrics.LastBatchSize.Set(float64(len(batch)))
-	defer w.cfg.Metrics.Batches.Inc()
+	w.cfg.Metrics.fetched(batch)
+	defer w.cfg.Metrics.settled()
 	msgs := make([]jetstream.Msg, 0, len(batch))
 	in := make([]Msg, 0, len(batch))
 	for _, m := range batch {

@@ -30,10 +30,10 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/devopstic/devopstic/pkg/config"
-	"github.com/devopstic/devopstic/pkg/metrics"
 	"github.com/devopstic/devopstic/pkg/service"
 	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/stream"
+	"github.com/devopstic/devopstic/pkg/writer"
 )
 
 const usage = `usage: devopstic <command>
@@ -190,7 +190,8 @@ func serve(ctx context.Context, cfg config.AllInOne, ln net.Listener, log *slog.
 		return service.Stopped(ctx, err)
 	}
 	// One registry for both roles: GET /metrics shows the ingest's and the writer's series.
-	reg := metrics.NewRegistry()
+	reg := service.NewRegistry()
+	writerMetrics := writer.NewMetrics(reg)
 	app, err := service.Ingest(cfg.Ingest(), ingestNC, js, st, reg, log)
 	if err != nil {
 		return err
@@ -207,7 +208,7 @@ func serve(ctx context.Context, cfg config.AllInOne, ln net.Listener, log *slog.
 	writerDone := make(chan error, 1)
 	go func() { httpDone <- service.Serve(httpCtx, ln, app) }()
 	go func() {
-		writerDone <- service.Write(writerCtx, cfg.Writer, cfg.Database.ConnString(), writerJS, st, reg, log)
+		writerDone <- service.Write(writerCtx, cfg.Writer, cfg.Database.ConnString(), writerJS, st, writerMetrics, log)
 	}()
 	log.Info("devopstic serving", "addr", ln.Addr().String())
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/devopstic/devopstic/pkg/testenv"
 )
 
 // scrape reads GET base/metrics into series (name{labels} as written) and their values.
@@ -65,8 +68,8 @@ func TestMetricsCountAcceptedAndWritten(t *testing.T) {
 	require.True(t, ok, "the writer never wrote %d messages: %v", posted, m)
 	require.Equal(t, float64(posted), m["devopstic_writer_messages_written_total"])
 	require.Equal(t, float64(posted), m[`devopstic_events_accepted_total{source="native"}`])
-	require.Equal(t, float64(requests), m[`devopstic_http_requests_total{route="/events",code="2xx"}`])
-	require.Equal(t, float64(1), m[`devopstic_http_requests_total{route="/events",code="4xx"}`])
+	require.Equal(t, float64(requests), m[`devopstic_http_requests_total{code="2xx",route="/events"}`])
+	require.Equal(t, float64(1), m[`devopstic_http_requests_total{code="4xx",route="/events"}`])
 	require.Equal(t, float64(requests+1), m[`devopstic_http_request_duration_seconds_count{route="/events"}`])
 	require.Zero(t, m["devopstic_publish_failures_total"])
 	require.Zero(t, m["devopstic_writer_dead_lettered_total"])
@@ -77,7 +80,7 @@ func TestMetricsCountAcceptedAndWritten(t *testing.T) {
 
 	status, _, _ := httpCall(t, http.DefaultClient, s.base, "GET", "/no-such-path", "", nil)
 	require.Equal(t, http.StatusNotFound, status)
-	require.Equal(t, float64(1), scrape(t, s.base)[`devopstic_http_requests_total{route="unmatched",code="4xx"}`],
+	require.Equal(t, float64(1), scrape(t, s.base)[`devopstic_http_requests_total{code="4xx",route="unmatched"}`],
 		"an unknown path is one label value, not one per path: %v", scrape(t, s.base))
 }
 
@@ -101,4 +104,50 @@ func TestMetricsOnAdminAddress(t *testing.T) {
 	require.True(t, ok, "the writer never wrote the event: %v", m)
 	require.Equal(t, float64(1), m[`devopstic_events_accepted_total{source="native"}`])
 	require.Equal(t, float64(1), m["devopstic_writer_messages_written_total"])
+}
+
+// The stream's backlog and the writer's lag, read over GET /metrics while Postgres is down: the
+// events wait in the stream, the backlog counts them and the lag grows with the time they wait;
+// once Postgres is back and they are written, both read 0. The process's and the Go runtime's
+// series come with them.
+func TestMetricsBacklogAndLag(t *testing.T) {
+	t.Parallel()
+	cluster, dbURL := testenv.PrivatePostgres(t)
+	s := startStack(t, dbURL)
+	var m map[string]float64
+	ok := assertEventually(func() bool {
+		m = scrape(t, s.base)
+		_, ok := m["devopstic_stream_backlog_messages"]
+		return ok
+	}, 30*time.Second)
+	require.True(t, ok, "no devopstic_stream_backlog_messages: %v", m)
+	require.Zero(t, m["devopstic_stream_backlog_messages"])
+	require.Zero(t, m["devopstic_writer_lag_seconds"])
+	for _, name := range []string{"process_resident_memory_bytes", "process_open_fds", "go_goroutines"} {
+		require.Positive(t, m[name], name)
+	}
+
+	require.NoError(t, cluster.Stop())
+	const waiting = 5
+	for i := range waiting {
+		s.postJSON(http.StatusAccepted, fmt.Sprintf(`{"type":"commit","pipeline_id":"lag","commit_id":"c%d","timestamp":%d}`, i, 1790000000+i))
+	}
+	ok = assertEventually(func() bool {
+		m = scrape(t, s.base)
+		return m["devopstic_stream_backlog_messages"] == waiting && m["devopstic_writer_lag_seconds"] > 0
+	}, 30*time.Second)
+	require.True(t, ok, "the backlog never read %d with a lag: %v", waiting, m)
+	lag := m["devopstic_writer_lag_seconds"]
+	time.Sleep(1500 * time.Millisecond)
+	m = scrape(t, s.base)
+	require.Equal(t, float64(waiting), m["devopstic_stream_backlog_messages"])
+	require.GreaterOrEqual(t, m["devopstic_writer_lag_seconds"], lag+1, "the lag grows while the events wait")
+
+	require.NoError(t, cluster.StartAgain(context.Background()))
+	s.waitCount(waiting, `SELECT count(*) FROM events WHERE pipeline_id = 'lag'`)
+	ok = assertEventually(func() bool {
+		m = scrape(t, s.base)
+		return m["devopstic_stream_backlog_messages"] == 0 && m["devopstic_writer_lag_seconds"] == 0
+	}, 30*time.Second)
+	require.True(t, ok, "the backlog and the lag never returned to 0: %v", m)
 }

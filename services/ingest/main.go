@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/devopstic/devopstic/pkg/config"
-	"github.com/devopstic/devopstic/pkg/metrics"
 	"github.com/devopstic/devopstic/pkg/service"
 	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/stream"
@@ -64,7 +63,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return service.Stopped(ctx, err) // a SIGTERM while waiting for NATS is a clean stop
 	}
-	app, err := service.Ingest(cfg, nc, js, st, metrics.NewRegistry(), log)
+	app, err := service.Ingest(cfg, nc, js, st, service.NewRegistry(), log)
 	if err != nil {
 		return err
 	}

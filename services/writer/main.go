@@ -15,7 +15,6 @@ import (
 
 	"github.com/devopstic/devopstic/pkg/api"
 	"github.com/devopstic/devopstic/pkg/config"
-	"github.com/devopstic/devopstic/pkg/metrics"
 	"github.com/devopstic/devopstic/pkg/service"
 	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/stream"
@@ -42,8 +41,8 @@ func run(ctx context.Context) error {
 	log := cfg.Log.Logger(os.Stderr)
 	slog.SetDefault(log)
 
-	reg := metrics.NewRegistry()
-	writer.NewMetrics(reg) // the series read 0, rather than being absent, while the writer waits for NATS
+	reg := service.NewRegistry()
+	m := writer.NewMetrics(reg) // the series read 0, rather than being absent, while the writer waits for NATS
 	adminCtx, stopAdmin := context.WithCancel(ctx)
 	defer stopAdmin()
 	adminDone := make(chan error, 1)
@@ -73,7 +72,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return service.Stopped(ctx, err) // a SIGTERM while waiting for NATS is a clean stop
 	}
-	err = service.Write(ctx, cfg.Writer, cfg.Database.ConnString(), js, st, reg, log)
+	err = service.Write(ctx, cfg.Writer, cfg.Database.ConnString(), js, st, m, log)
 	_ = nc.FlushTimeout(2 * time.Second)
 	stopAdmin()
 	return errors.Join(err, <-adminDone)
