@@ -3,24 +3,20 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/term"
 
+	"github.com/devopstic/devopstic/pkg/account"
 	"github.com/devopstic/devopstic/pkg/auth"
 	"github.com/devopstic/devopstic/pkg/config"
-	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/stream"
 )
 
@@ -40,8 +36,7 @@ one line from standard input, never from the command line):
 // accessEnv is what the user and apikey commands work with.
 type accessEnv struct {
 	cfg    config.AllInOne
-	st     *store.Store
-	kv     jetstream.KeyValue // nil for the commands that only read Postgres
+	acc    *account.Manager // its Bucket is nil for the commands that only need Postgres
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
@@ -54,70 +49,39 @@ func access(ctx context.Context, cfg config.AllInOne, args []string, stdin io.Re
 	}
 	// Writing the bucket needs NATS; adding and listing users need Postgres only.
 	needNATS := args[0] == "apikey" && args[1] != "list" || args[0] == "user" && (args[1] == "remove" || args[1] == "passwd")
-	env, closeEnv, err := openAccess(ctx, cfg, needNATS)
+	acc, closeAll, err := openAccounts(ctx, cfg, needNATS)
 	if err != nil {
 		return err
 	}
-	defer closeEnv()
-	env.stdin, env.stdout, env.stderr = stdin, stdout, stderr
+	defer closeAll()
+	env := &accessEnv{cfg: cfg, acc: acc, stdin: stdin, stdout: stdout, stderr: stderr}
 	if args[0] == "user" {
 		return env.user(ctx, args[1], args[2:])
 	}
 	return env.apikey(ctx, args[1], args[2:])
 }
 
-// openAccess opens Postgres (the local one of "make run" when DEVOPSTIC_DATABASE_URL is unset
-// and there is one), migrated, and, when needNATS, the auth bucket.
-func openAccess(ctx context.Context, cfg config.AllInOne, needNATS bool) (*accessEnv, func(), error) {
-	var closers []func()
-	closeAll := func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}
-	dbURL := cfg.Database.ConnString()
-	if cfg.Database.URL == "" {
-		if dataDir, err := filepath.Abs(cfg.Embedded.DataDir); err == nil {
-			if _, err := os.Stat(filepath.Join(dataDir, "postgres", "PG_VERSION")); err == nil {
-				cfg.Embedded.DataDir = dataDir
-				cluster, err := startLocalPostgres(ctx, cfg.Embedded, io.Discard)
-				if err != nil {
-					return nil, nil, err
-				}
-				closers = append(closers, func() { _ = cluster.StopIfStarted() })
-				dbURL = cluster.URL("devopstic")
-			}
-		}
-	}
-	if err := store.Migrate(ctx, dbURL); err != nil {
-		closeAll()
-		return nil, nil, err
-	}
-	st, err := store.Open(ctx, dbURL, 2)
+// openAccounts opens Postgres (openStore), migrated, and, when needNATS, the auth bucket.
+func openAccounts(ctx context.Context, cfg config.AllInOne, needNATS bool) (*account.Manager, func(), error) {
+	st, closeStore, err := openStore(ctx, cfg, true, 2)
 	if err != nil {
+		return nil, nil, err
+	}
+	acc := &account.Manager{Store: st, ConfiguredLogin: cfg.Auth.Username}
+	if !needNATS {
+		return acc, closeStore, nil
+	}
+	nc, js, err := adminJetStream(cfg, "devopstic-access")
+	if err != nil {
+		closeStore()
+		return nil, nil, err
+	}
+	closeAll := func() { nc.Close(); closeStore() }
+	if acc.Bucket, err = stream.EnsureAuthBucket(ctx, js, cfg.NATS.StreamReplicas); err != nil {
 		closeAll()
 		return nil, nil, err
 	}
-	closers = append(closers, st.Close)
-	env := &accessEnv{cfg: cfg, st: st}
-	if needNATS {
-		nc, err := connectAdmin(cfg, "devopstic-access")
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		closers = append(closers, nc.Close)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			closeAll()
-			return nil, nil, fmt.Errorf("open JetStream: %w", err)
-		}
-		if env.kv, err = stream.EnsureAuthBucket(ctx, js, cfg.NATS.StreamReplicas); err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-	}
-	return env, closeAll, nil
+	return acc, closeAll, nil
 }
 
 func (e *accessEnv) user(ctx context.Context, sub string, args []string) error {
@@ -147,19 +111,19 @@ func (e *accessEnv) user(ctx context.Context, sub string, args []string) error {
 		if err != nil {
 			return err
 		}
-		if name == e.cfg.Auth.Username {
-			return fmt.Errorf("%q is the configured login (DEVOPSTIC_USERNAME): choose another name", name)
+		if err := e.acc.CheckNewUser(name); err != nil {
+			return err
 		}
-		hash, err := e.newPassword(name)
+		password, err := e.newPassword(name)
 		if err != nil {
 			return err
 		}
-		if err := e.st.AddUser(ctx, store.User{Name: name, Role: string(r), PasswordHash: hash}, noop); err != nil {
+		if err := e.acc.AddUser(ctx, name, r, password); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "added user %s (%s)\n", name, r)
 	case "list":
-		users, err := e.st.Users(ctx)
+		users, err := e.acc.Store.Users(ctx)
 		if err != nil {
 			return err
 		}
@@ -175,16 +139,16 @@ func (e *accessEnv) user(ctx context.Context, sub string, args []string) error {
 			fmt.Fprintf(e.stdout, "and the configured login %s (admin, DEVOPSTIC_USERNAME)\n", e.cfg.Auth.Username)
 		}
 	case "passwd":
-		hash, err := e.newPassword(name)
+		password, err := e.newPassword(name)
 		if err != nil {
 			return err
 		}
-		if err := e.st.SetPassword(ctx, name, hash, e.revokeTokens(name)); err != nil {
+		if err := e.acc.SetPassword(ctx, name, password); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "changed the password of %s; tokens from earlier logins are refused\n", name)
 	case "remove":
-		if err := e.st.RemoveUser(ctx, name, e.revokeTokens(name)); err != nil {
+		if err := e.acc.RemoveUser(ctx, name); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "removed user %s; their tokens are refused\n", name)
@@ -194,29 +158,9 @@ func (e *accessEnv) user(ctx context.Context, sub string, args []string) error {
 	return nil
 }
 
-func noop(context.Context) error { return nil }
-
-// revokeTokens publishes that the user's logins until now are over; it runs inside the
-// database transaction, so that the change commits only once the ingest can know it.
-func (e *accessEnv) revokeTokens(name string) func(context.Context) error {
-	return func(ctx context.Context) error {
-		return e.put(ctx, auth.UserEntry(name), auth.UserRecord{TokensAfter: time.Now().Unix()})
-	}
-}
-
-func (e *accessEnv) put(ctx context.Context, entry string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	if _, err := e.kv.Put(ctx, entry, b); err != nil {
-		return fmt.Errorf("write the key-value bucket %s (nothing was changed): %w", stream.AuthBucket, err)
-	}
-	return nil
-}
-
 // newPassword reads a new password for name: twice, without echo, from a terminal; else one
-// line of standard input (for scripts: printf '%s\n' "$PW" | devopstic user add ana).
+// line of standard input (for scripts: printf '%s\n' "$PW" | devopstic user add ana). The
+// account package checks its length and hashes it.
 func (e *accessEnv) newPassword(name string) (string, error) {
 	var password string
 	if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -242,7 +186,7 @@ func (e *accessEnv) newPassword(name string) (string, error) {
 			return "", errors.New("no password on standard input (one line; the terminal prompts when there is one)")
 		}
 	}
-	return auth.HashPassword(password)
+	return password, nil
 }
 
 func prompt(f *os.File, out io.Writer, text string) (string, error) {
@@ -271,7 +215,7 @@ func (e *accessEnv) apikey(ctx context.Context, sub string, args []string) error
 		}
 		return e.createKey(ctx, *name, *scope)
 	case "list":
-		keys, err := e.st.APIKeys(ctx)
+		keys, err := e.acc.Store.APIKeys(ctx)
 		if err != nil {
 			return err
 		}
@@ -289,96 +233,36 @@ func (e *accessEnv) apikey(ctx context.Context, sub string, args []string) error
 		if len(args) != 1 {
 			return errors.New("usage: devopstic apikey revoke ID|NAME")
 		}
-		var id int64
-		var name string
-		if n, err := strconv.ParseInt(args[0], 10, 64); err == nil {
-			id = n
-		} else {
-			name = args[0]
-		}
-		k, err := e.st.RevokeAPIKey(ctx, id, name, e.putKey)
+		k, err := e.acc.RevokeKey(ctx, args[0])
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "revoked API key %d (%s); the ingest refuses it within seconds\n", k.ID, k.Name)
 		return nil
 	case "sync":
-		return e.sync(ctx)
+		n, err := e.acc.Sync(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "wrote %d API keys and %d users to %s; deleted %d unknown keys\n", n.Keys, n.Users, stream.AuthBucket, n.Deleted)
+		return nil
 	default:
 		return errors.New(usage)
 	}
 }
 
 // createKey makes a key and prints it, alone, on standard output (KEY=$(devopstic apikey
-// create ...)); the rest goes to standard error. The key is never stored: only its hash.
+// create ...)); the rest goes to standard error.
 func (e *accessEnv) createKey(ctx context.Context, name, scope string) error {
 	scopes, err := auth.ParseScopes(scope)
 	if err != nil {
 		return err
 	}
-	key, hash, err := auth.NewAPIKey()
-	if err != nil {
-		return err
-	}
-	names := make([]string, len(scopes))
-	for i, s := range scopes {
-		names[i] = string(s)
-	}
-	k, err := e.st.AddAPIKey(ctx, store.APIKey{Name: name, Scopes: names, Hash: hash, Prefix: key[:len(auth.APIKeyPrefix)+4]}, e.putKey)
+	key, k, err := e.acc.CreateKey(ctx, name, scopes)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stderr, "created API key %d (%s, %s). It is shown once, below: keep it in your CI's secret store.\n", k.ID, k.Name, scope)
 	fmt.Fprintln(e.stdout, key)
-	return nil
-}
-
-// putKey publishes a key's record to the bucket; it runs inside the database transaction.
-func (e *accessEnv) putKey(ctx context.Context, k store.APIKey) error {
-	scopes := make([]auth.Scope, len(k.Scopes))
-	for i, s := range k.Scopes {
-		scopes[i] = auth.Scope(s)
-	}
-	return e.put(ctx, auth.KeyEntry(k.Hash), auth.KeyRecord{ID: k.ID, Name: k.Name, Scopes: scopes, Revoked: k.RevokedAt != nil})
-}
-
-// sync rewrites the bucket from Postgres: every key (revoked ones as revoked), each user's
-// last password change, and deletes the keys Postgres does not have. A user removed before the
-// bucket was lost cannot be restored: rotate DEVOPSTIC_JWT_SECRET to end such tokens early.
-func (e *accessEnv) sync(ctx context.Context) error {
-	keys, err := e.st.APIKeys(ctx)
-	if err != nil {
-		return err
-	}
-	known := map[string]bool{}
-	for _, k := range keys {
-		if err := e.putKey(ctx, k); err != nil {
-			return err
-		}
-		known[auth.KeyEntry(k.Hash)] = true
-	}
-	users, err := e.st.Users(ctx)
-	if err != nil {
-		return err
-	}
-	for _, u := range users {
-		if err := e.put(ctx, auth.UserEntry(u.Name), auth.UserRecord{TokensAfter: u.PasswordChangedAt.Unix()}); err != nil {
-			return err
-		}
-	}
-	lister, err := e.kv.ListKeys(ctx)
-	if err != nil {
-		return fmt.Errorf("list the key-value bucket: %w", err)
-	}
-	deleted := 0
-	for entry := range lister.Keys() {
-		if strings.HasPrefix(entry, "apikey.") && !known[entry] {
-			if err := e.kv.Delete(ctx, entry); err != nil {
-				return fmt.Errorf("delete %s from the key-value bucket: %w", entry, err)
-			}
-			deleted++
-		}
-	}
-	fmt.Fprintf(e.stdout, "wrote %d API keys and %d users to %s; deleted %d unknown keys\n", len(keys), len(users), stream.AuthBucket, deleted)
 	return nil
 }

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/devopstic/devopstic/pkg/config"
@@ -71,58 +70,57 @@ func admin(ctx context.Context, cfg config.AllInOne, args []string, stdout, stde
 // cannot reach (it is what an operator runs during an outage), so it neither migrates nor fails
 // on an unreachable NATS.
 func openAdmin(ctx context.Context, cfg config.AllInOne, command string, stdout, stderr io.Writer, log *slog.Logger) (*adminEnv, func(), error) {
-	var closers []func()
-	closeAll := func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
+	st, closeStore, err := openStore(ctx, cfg, command != "status", 4)
+	if err != nil {
+		return nil, nil, err
 	}
-	dbURL := cfg.Database.ConnString()
+	env := &adminEnv{cfg: cfg, st: st, stdout: stdout, stderr: stderr, log: log}
+	if command == "dead-letters" {
+		return env, closeStore, nil
+	}
+	nc, js, err := adminJetStream(cfg, "devopstic-admin")
+	if err != nil && command == "status" {
+		env.natsErr = err
+		return env, closeStore, nil
+	}
+	if err != nil {
+		closeStore()
+		return nil, nil, err
+	}
+	env.js = js
+	return env, func() { nc.Close(); closeStore() }, nil
+}
+
+// openStore opens Postgres for an operator command: DEVOPSTIC_DATABASE_URL, or else the local
+// cluster of "make run" when there is one (started if it is not running), migrated first when
+// migrate is set. Its close also stops a cluster it started.
+func openStore(ctx context.Context, cfg config.AllInOne, migrate bool, conns int32) (*store.Store, func(), error) {
+	dbURL, stopCluster := cfg.Database.ConnString(), func() {}
 	if cfg.Database.URL == "" {
-		// The local cluster of `make run`, when there is one (started if it is not running).
-		dataDir, err := filepath.Abs(cfg.Embedded.DataDir)
-		if err == nil {
+		if dataDir, err := filepath.Abs(cfg.Embedded.DataDir); err == nil {
 			if _, err := os.Stat(filepath.Join(dataDir, "postgres", "PG_VERSION")); err == nil {
 				cfg.Embedded.DataDir = dataDir
 				cluster, err := startLocalPostgres(ctx, cfg.Embedded, io.Discard)
 				if err != nil {
 					return nil, nil, err
 				}
-				closers = append(closers, func() { _ = cluster.StopIfStarted() })
+				stopCluster = func() { _ = cluster.StopIfStarted() }
 				dbURL = cluster.URL("devopstic")
 			}
 		}
 	}
-	if command != "status" {
+	if migrate {
 		if err := store.Migrate(ctx, dbURL); err != nil {
-			closeAll()
+			stopCluster()
 			return nil, nil, err
 		}
 	}
-	st, err := store.Open(ctx, dbURL, 4)
+	st, err := store.Open(ctx, dbURL, conns)
 	if err != nil {
-		closeAll()
+		stopCluster()
 		return nil, nil, err
 	}
-	closers = append(closers, st.Close)
-	env := &adminEnv{cfg: cfg, st: st, stdout: stdout, stderr: stderr, log: log}
-	if command != "dead-letters" {
-		nc, err := connectAdmin(cfg, "devopstic-admin")
-		if err != nil {
-			if command == "status" {
-				env.natsErr = err
-				return env, closeAll, nil
-			}
-			closeAll()
-			return nil, nil, err
-		}
-		closers = append(closers, nc.Close)
-		if env.js, err = jetstream.New(nc); err != nil {
-			closeAll()
-			return nil, nil, fmt.Errorf("open JetStream: %w", err)
-		}
-	}
-	return env, closeAll, nil
+	return st, func() { st.Close(); stopCluster() }, nil
 }
 
 func (e *adminEnv) applier() writer.Applier {
@@ -281,70 +279,27 @@ func (e *adminEnv) deadLetters(ctx context.Context, args []string) error {
 	return errors.New(usage)
 }
 
-// retryDeadLetters applies dead letters directly through the writer's code and deletes those
-// that were written. Republishing them instead would be dropped by JetStream as duplicates
-// inside the duplicate window (they keep their Nats-Msg-Id), and would put a second copy of
-// each message in the stream; applying directly also answers at once whether the fix worked.
+// retryDeadLetters applies dead letters again (replay.RetryDeadLetters) and says which still fail.
 func (e *adminEnv) retryDeadLetters(ctx context.Context, args []string) error {
-	var dls []store.DeadLetter
-	if len(args) == 2 && args[1] == "--all" {
-		var after uint64
-		for {
-			page, err := e.st.DeadLettersFrom(ctx, after, 10000)
-			if err != nil {
-				return err
-			}
-			if len(page) == 0 {
-				break
-			}
-			dls = append(dls, page...)
-			after = page[len(page)-1].StreamSeq
-		}
-	} else {
+	var seqs []uint64
+	if len(args) != 2 || args[1] != "--all" {
 		seq, err := seqArg(args)
 		if err != nil {
 			return err
 		}
-		dl, err := e.st.DeadLetter(ctx, seq)
-		if err != nil {
-			return err
-		}
-		dls = []store.DeadLetter{dl}
+		seqs = []uint64{seq}
 	}
 	ap := e.applier()
-	var written []uint64
-	var failed int
-	for start := 0; start < len(dls); start += e.cfg.Writer.BatchSize {
-		chunk := dls[start:min(start+e.cfg.Writer.BatchSize, len(dls))]
-		msgs := make([]writer.Msg, len(chunk))
-		for i, dl := range chunk {
-			msgs[i] = writer.Msg{Subject: dl.Subject, Header: nats.Header(dl.Headers), Data: dl.Data, Seq: dl.StreamSeq}
-		}
-		for i, err := range ap.Apply(ctx, msgs, nil) {
-			dl := chunk[i]
-			switch {
-			case err == nil:
-				written = append(written, dl.StreamSeq)
-			case errors.Is(err, writer.ErrStopped):
-				return fmt.Errorf("interrupted: %w", err)
-			default:
-				failed++
-				dl.Reason, dl.Deliveries, dl.FailedAt = err.Error(), dl.Deliveries+1, time.Now().UTC()
-				if err := e.st.SaveDeadLetter(ctx, dl); err != nil {
-					return err
-				}
-				fmt.Fprintf(e.stdout, "%d still fails: %s\n", dl.StreamSeq, dl.Reason)
-			}
-		}
+	sum, err := replay.RetryDeadLetters(ctx, &ap, seqs, e.cfg.Writer.BatchSize)
+	for _, dl := range sum.Failed {
+		fmt.Fprintf(e.stdout, "%d still fails: %s\n", dl.StreamSeq, dl.Reason)
 	}
-	if len(written) > 0 {
-		if _, err := e.st.DeleteDeadLetters(ctx, written); err != nil {
-			return err
-		}
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(e.stdout, "retried %d dead letters: %d written and removed, %d still failing\n", len(dls), len(written), failed)
-	if failed > 0 {
-		return fmt.Errorf("%d dead letters still fail", failed)
+	fmt.Fprintf(e.stdout, "retried %d dead letters: %d written and removed, %d still failing\n", sum.Tried, len(sum.Written), len(sum.Failed))
+	if len(sum.Failed) > 0 {
+		return fmt.Errorf("%d dead letters still fail", len(sum.Failed))
 	}
 	return nil
 }
@@ -363,34 +318,12 @@ func seqArg(args []string) (uint64, error) {
 // Status is what `devopstic status --json` prints. Stream and Consumer are null when NATS
 // (or the consumer) is not there; Errors says what could not be reached.
 type Status struct {
-	Stream      *StreamStatus    `json:"stream"`
-	Consumer    *ConsumerStatus  `json:"consumer"`
+	Stream      *stream.State    `json:"stream"`
+	Consumer    *stream.Lag      `json:"consumer"`
 	DeadLetters int64            `json:"dead_letters"`
 	Rows        map[string]int64 `json:"rows"`
 	Replays     []string         `json:"unfinished_replays,omitempty"`
 	Errors      []string         `json:"errors,omitempty"`
-}
-
-// StreamStatus is the stream's state and retention.
-type StreamStatus struct {
-	Messages  uint64    `json:"messages"`
-	Bytes     uint64    `json:"bytes"`
-	FirstSeq  uint64    `json:"first_seq"`
-	FirstTime time.Time `json:"first_time"`
-	LastSeq   uint64    `json:"last_seq"`
-	LastTime  time.Time `json:"last_time"`
-	MaxAge    string    `json:"max_age"`
-	MaxBytes  int64     `json:"max_bytes"`
-	Replicas  int       `json:"replicas"`
-}
-
-// ConsumerStatus is the writers' lag.
-type ConsumerStatus struct {
-	NumPending     uint64 `json:"num_pending"`
-	NumAckPending  int    `json:"num_ack_pending"`
-	NumRedelivered int    `json:"num_redelivered"`
-	DeliveredSeq   uint64 `json:"delivered_seq"`
-	AckFloorSeq    uint64 `json:"ack_floor_seq"`
 }
 
 func (e *adminEnv) status(ctx context.Context, args []string) error {
@@ -403,7 +336,7 @@ func (e *adminEnv) status(ctx context.Context, args []string) error {
 	var s Status
 	natsErr := e.natsErr
 	if natsErr == nil {
-		natsErr = e.streamStatus(ctx, &s)
+		s.Stream, s.Consumer, natsErr = stream.Inspect(ctx, e.js)
 	}
 	dbErr := e.databaseStatus(ctx, &s)
 	if natsErr != nil {
@@ -424,35 +357,6 @@ func (e *adminEnv) status(ctx context.Context, args []string) error {
 	if err := errors.Join(natsErr, dbErr); err != nil {
 		return fmt.Errorf("status incomplete: %w", err)
 	}
-	return nil
-}
-
-func (e *adminEnv) streamStatus(ctx context.Context, s *Status) error {
-	str, err := e.js.Stream(ctx, stream.StreamName)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", stream.StreamName, err)
-	}
-	info, err := str.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", stream.StreamName, err)
-	}
-	st := info.State
-	s.Stream = &StreamStatus{Messages: st.Msgs, Bytes: st.Bytes, FirstSeq: st.FirstSeq, FirstTime: st.FirstTime,
-		LastSeq: st.LastSeq, LastTime: st.LastTime, MaxAge: info.Config.MaxAge.String(), MaxBytes: info.Config.MaxBytes,
-		Replicas: info.Config.Replicas}
-	cons, err := str.Consumer(ctx, stream.ConsumerName)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("consumer %s: %w", stream.ConsumerName, err)
-	}
-	ci, err := cons.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("consumer %s: %w", stream.ConsumerName, err)
-	}
-	s.Consumer = &ConsumerStatus{NumPending: ci.NumPending, NumAckPending: ci.NumAckPending, NumRedelivered: ci.NumRedelivered,
-		DeliveredSeq: ci.Delivered.Stream, AckFloorSeq: ci.AckFloor.Stream}
 	return nil
 }
 

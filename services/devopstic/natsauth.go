@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/devopstic/devopstic/pkg/config"
 	"github.com/devopstic/devopstic/pkg/service"
@@ -50,16 +51,16 @@ func natsLogin(cfg config.AllInOne, role stream.Role) (l stream.Login, fromFile 
 	return p.As(role), true, nil
 }
 
-// connectAdmin connects an operator command to NATS, as the admin: DEVOPSTIC_NATS_URL, or the
+// adminJetStream connects an operator command to NATS, as the admin: DEVOPSTIC_NATS_URL, or the
 // embedded server of a running all-in-one (DEVOPSTIC_EMBEDDED_NATS_ADDR).
-func connectAdmin(cfg config.AllInOne, name string) (*nats.Conn, error) {
+func adminJetStream(cfg config.AllInOne, name string) (*nats.Conn, jetstream.JetStream, error) {
 	url := cfg.NATS.URL
 	if url == "" {
 		url = "nats://" + cfg.Embedded.NATSAddr
 	}
 	login, _, err := natsLogin(cfg, stream.RoleAdmin)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	nc, err := nats.Connect(url, append(login.Options(), nats.Name(name), nats.Timeout(5*time.Second))...)
 	if refused := login.Refused(nil, err); refused != nil {
@@ -68,12 +69,17 @@ func connectAdmin(cfg config.AllInOne, name string) (*nats.Conn, error) {
 			path, _ := natsPasswordsPath(cfg.Embedded)
 			hint = fmt.Sprintf("; or run it with the DEVOPSTIC_DATA_DIR of the running service, whose %s is not at %s", stream.PasswordsFile, path)
 		}
-		return nil, fmt.Errorf("connect to NATS at %s: %w%s", url, refused, hint)
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w%s", url, refused, hint)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s (is the service running? set DEVOPSTIC_NATS_URL): %w", url, err)
+		return nil, nil, fmt.Errorf("connect to NATS at %s (is the service running? set DEVOPSTIC_NATS_URL): %w", url, err)
 	}
-	return nc, nil
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("open JetStream: %w", err)
+	}
+	return nc, js, nil
 }
 
 // setUpNATS creates or updates the stream and the auth bucket as the admin (login), waiting
