@@ -9,10 +9,8 @@
 package alertmanager
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
+	"cmp"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/devopstic/devopstic/pkg/event"
 	"github.com/devopstic/devopstic/pkg/fact"
+	"github.com/devopstic/devopstic/pkg/webhook"
 )
 
 // Source names Alertmanager in the tables and on the stream.
@@ -39,7 +38,7 @@ var (
 	// ErrCredentials: the Authorization header is missing or matches no configured token.
 	ErrCredentials = errors.New("bad credentials")
 	// ErrIgnored: a notification with no alert DevOpstic counts as an incident.
-	ErrIgnored = errors.New("ignored")
+	ErrIgnored = webhook.ErrIgnored
 	// ErrInvalid: a notification that cannot be mapped.
 	ErrInvalid = errors.New("invalid notification")
 )
@@ -67,16 +66,7 @@ func Verify(tokens []string, authorization string) error {
 	if given == "" {
 		return fmt.Errorf("%w: empty token", ErrCredentials)
 	}
-	got := sha256.Sum256([]byte(given))
-	ok := 0
-	for _, token := range tokens {
-		if token == "" {
-			continue
-		}
-		want := sha256.Sum256([]byte(token))
-		ok |= subtle.ConstantTimeCompare(got[:], want[:])
-	}
-	if ok != 1 {
+	if !webhook.MatchToken(tokens, given) {
 		return fmt.Errorf("%w: the token matches no configured token", ErrCredentials)
 	}
 	return nil
@@ -131,11 +121,17 @@ type Options struct {
 	Selector string
 }
 
-// Delivery is a mapped notification: its facts, and the alerts that could not be used.
-type Delivery struct {
-	Set      fact.Set
-	Warnings []string
+// Decode maps a notification again from its stream message, with the Options the ingest mapped
+// it with.
+func Decode(h webhook.Header, body []byte) (fact.Set, error) {
+	return webhook.Decode(h, HeaderOptions, func(opts Options) (fact.Set, error) {
+		d, err := Parse(body, opts)
+		return d.Set, err
+	})
 }
+
+// Delivery is a mapped notification: its facts, and the alerts that could not be used.
+type Delivery = webhook.Delivery
 
 // Kind is the stream subject's last token: the notification's status.
 func Kind(status string) string {
@@ -171,12 +167,9 @@ func Parse(body []byte, opts Options) (Delivery, error) {
 	if err != nil {
 		return Delivery{}, fmt.Errorf("%w: selector: %w", ErrInvalid, err)
 	}
-	if err := event.CheckDelivery(body, opts.PipelineID, opts.Environment); err != nil {
-		return Delivery{}, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
 	var p payload
-	if err := json.Unmarshal(body, &p); err != nil {
-		return Delivery{}, fmt.Errorf("%w: body is not a JSON object: %w", ErrInvalid, err)
+	if err := webhook.Unmarshal(body, opts.PipelineID, opts.Environment, &p); err != nil {
+		return Delivery{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if p.Alerts == nil {
 		return Delivery{}, fmt.Errorf("%w: alerts is missing", ErrInvalid)
@@ -243,7 +236,7 @@ func matches(labels map[string]string, ms []Matcher) bool {
 
 // mapAlert maps one picked alert. Its errors name the field after "alerts[i].".
 func mapAlert(a alert, groupStatus string, opts Options) (fact.Incident, error) {
-	pipeline := firstOf(opts.PipelineID, a.Labels["service"], a.Labels["job"])
+	pipeline := cmp.Or(opts.PipelineID, a.Labels["service"], a.Labels["job"])
 	if pipeline == "" {
 		return fact.Incident{}, errors.New("labels.service (or job) is missing: add ?pipeline_id= to the webhook URL")
 	}
@@ -268,10 +261,10 @@ func mapAlert(a alert, groupStatus string, opts Options) (fact.Incident, error) 
 		// start names this one episode, so two outages stay two incidents.
 		IncidentID:  fingerprint + "@" + started.Format(time.RFC3339Nano),
 		PipelineID:  pipeline,
-		Environment: firstOf(opts.Environment, a.Labels["environment"], a.Labels["env"], "production"),
+		Environment: cmp.Or(opts.Environment, a.Labels["environment"], a.Labels["env"], "production"),
 		OpenedAt:    &started,
 	}
-	if firstOf(a.Status, groupStatus) == "resolved" {
+	if cmp.Or(a.Status, groupStatus) == "resolved" {
 		if a.EndsAt == "" {
 			return fact.Incident{}, errors.New("endsAt is missing from a resolved alert")
 		}
@@ -303,13 +296,4 @@ func Fingerprint(labels map[string]string) string {
 		h.Write([]byte{0xff})
 	}
 	return fmt.Sprintf("%016x", h.Sum64())
-}
-
-func firstOf(values ...string) string {
-	for _, v := range values {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

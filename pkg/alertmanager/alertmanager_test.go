@@ -3,32 +3,19 @@ package alertmanager_test
 import (
 	"encoding/base64"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/devopstic/devopstic/pkg/alertmanager"
 	"github.com/devopstic/devopstic/pkg/event"
 	"github.com/devopstic/devopstic/pkg/fact"
+	"github.com/devopstic/devopstic/pkg/webhook/webhooktest"
 )
 
-func fixture(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	require.NoError(t, err)
-	return b
-}
-
-func at(t *testing.T, s string) time.Time {
-	t.Helper()
-	v, err := time.Parse(time.RFC3339Nano, s)
-	require.NoError(t, err)
-	return v.UTC()
-}
+// fixture and at read this package's testdata and the times its tests expect.
+var fixture, at = webhooktest.Fixture, webhooktest.Time
 
 func ptr[T any](v T) *T { return &v }
 
@@ -203,11 +190,9 @@ func TestParse(t *testing.T) {
 // FuzzParse feeds Parse every fixture, mutated: it must never panic, and every incident it
 // maps must be complete.
 func FuzzParse(f *testing.F) {
-	files, err := filepath.Glob("testdata/*.json")
-	require.NoError(f, err)
-	for _, file := range files {
-		f.Add(fixture(f, filepath.Base(file)), "", "severity=critical")
-		f.Add(fixture(f, filepath.Base(file)), "svc", "severity=warning")
+	for _, name := range webhooktest.Fixtures(f, "*.json") {
+		f.Add(fixture(f, name), "", "severity=critical")
+		f.Add(fixture(f, name), "svc", "severity=warning")
 	}
 	f.Fuzz(func(t *testing.T, body []byte, pipeline, selector string) {
 		d, err := alertmanager.Parse(body, alertmanager.Options{PipelineID: pipeline, Selector: selector})

@@ -7,8 +7,7 @@
 package github
 
 import (
-	"bufio"
-	"crypto/hmac"
+	"cmp"
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
@@ -16,14 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/devopstic/devopstic/pkg/event"
 	"github.com/devopstic/devopstic/pkg/fact"
+	"github.com/devopstic/devopstic/pkg/webhook"
 )
 
 // Source names GitHub in the tables and on the stream.
@@ -38,15 +36,12 @@ const (
 	HeaderOptions = "Devopstic-Github-Options"
 )
 
-// Errors of a delivery.
-var (
-	// ErrSignature: the signature is missing, malformed or does not match any secret.
-	ErrSignature = errors.New("bad signature")
-	// ErrIgnored: a delivery DevOpstic does not use (answered 202 so GitHub shows it green).
-	ErrIgnored = errors.New("ignored")
-	// ErrInvalid: a delivery of a kind DevOpstic uses that lacks what it needs.
-	ErrInvalid = errors.New("invalid delivery")
-)
+// ErrIgnored and ErrInvalid are webhook's: a delivery DevOpstic does not use (answered 202 so
+// GitHub shows it green), and a delivery of a kind DevOpstic uses that lacks what it needs.
+var ErrIgnored, ErrInvalid = webhook.ErrIgnored, webhook.ErrInvalid
+
+// ErrSignature: the signature is missing, malformed or does not match any secret.
+var ErrSignature = errors.New("bad signature")
 
 // Verify checks X-Hub-Signature-256 (or, when only it is sent, the legacy X-Hub-Signature)
 // against every secret, in constant time. No secret, no signature: refused.
@@ -73,17 +68,10 @@ func Verify(secrets []string, body []byte, sig256, sig1 string) error {
 	if err != nil {
 		return fmt.Errorf("%w: not hexadecimal", ErrSignature)
 	}
-	for _, secret := range secrets {
-		if secret == "" {
-			continue
-		}
-		mac := hmac.New(newHash, []byte(secret))
-		mac.Write(body)
-		if hmac.Equal(mac.Sum(nil), got) {
-			return nil
-		}
+	if !webhook.MatchHMAC(newHash, secrets, body, got) {
+		return fmt.Errorf("%w: it matches no configured secret", ErrSignature)
 	}
-	return fmt.Errorf("%w: it matches no configured secret", ErrSignature)
+	return nil
 }
 
 // Options are what the operator configured, and what the webhook's URL said, when the
@@ -99,67 +87,61 @@ type Options struct {
 	IncidentLabel string
 }
 
+// Decode maps a delivery again from its stream message: its X-GitHub-Event, and the Options
+// the ingest mapped it with.
+func Decode(h webhook.Header, body []byte) (fact.Set, error) {
+	return webhook.Decode(h, HeaderOptions, func(opts Options) (fact.Set, error) {
+		d, err := Parse(h.Get(HeaderEvent), body, opts)
+		return d.Set, err
+	})
+}
+
 // Delivery is a mapped delivery: its facts, and what could not be read but did not stop it.
-type Delivery struct {
-	Set      fact.Set
-	Warnings []string
+type Delivery = webhook.Delivery
+
+// kinds are the events DevOpstic uses (X-GitHub-Event), and how each maps to facts.
+var kinds = map[string]func(*mapper) error{
+	"push":                (*mapper).push,
+	"pull_request":        (*mapper).pullRequest,
+	"pull_request_review": (*mapper).review,
+	"deployment_status":   (*mapper).deploymentStatus,
+	"workflow_run":        (*mapper).workflowRun,
+	"issues":              (*mapper).issue,
 }
 
 // Parse maps a delivery of event (the X-GitHub-Event header) to facts. The returned Set's
 // Event has Source, Kind, PipelineID, Environment and OccurredAt filled; the caller adds the
 // id, receive time and stream sequence.
 func Parse(eventName string, body []byte, opts Options) (Delivery, error) {
-	if err := event.CheckDelivery(body, opts.PipelineID, opts.Environment); err != nil {
+	var p payload
+	if err := webhook.Unmarshal(body, opts.PipelineID, opts.Environment, &p); err != nil {
 		return Delivery{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	var p payload
-	if err := json.Unmarshal(body, &p); err != nil {
-		return Delivery{}, fmt.Errorf("%w: body is not a JSON object: %w", ErrInvalid, err)
-	}
-	m := mapper{opts: opts, p: &p, event: eventName}
-	var err error
-	switch eventName {
-	case "push":
-		err = m.push()
-	case "pull_request":
-		err = m.pullRequest()
-	case "pull_request_review":
-		err = m.review()
-	case "deployment_status":
-		err = m.deploymentStatus()
-	case "workflow_run":
-		err = m.workflowRun()
-	case "issues":
-		err = m.issue()
-	case "":
+	mapKind := kinds[eventName]
+	switch {
+	case eventName == "":
 		return Delivery{}, fmt.Errorf("%w: no X-GitHub-Event header", ErrInvalid)
-	default:
+	case mapKind == nil:
 		return Delivery{}, fmt.Errorf("%w: DevOpstic does not use %s events", ErrIgnored, eventName)
 	}
-	if err != nil {
+	m := mapper{opts: opts, p: &p, Mapper: webhook.Mapper{
+		Source: Source, URLPipeline: opts.PipelineID, URLEnvironment: opts.Environment,
+		Named: p.repository(), NamedBy: "repository.full_name",
+	}}
+	if err := mapKind(&m); err != nil {
 		return Delivery{}, err
 	}
-	m.set.Event.Source = Source
-	m.set.Event.Kind = eventName
-	m.set.Event.PipelineID = m.pipeline()
-	m.set.Event.Payload = body
-	return Delivery{Set: m.set, Warnings: m.warnings}, nil
+	return m.Done(eventName, body), nil
 }
 
 // payload holds the fields DevOpstic reads, of every event kind it uses.
 type payload struct {
-	Action     string `json:"action"`
-	Ref        string `json:"ref"`
-	After      string `json:"after"`
-	Deleted    bool   `json:"deleted"`
-	HeadCommit *struct {
-		ID        string `json:"id"`
-		Timestamp string `json:"timestamp"`
-	} `json:"head_commit"`
-	Commits []struct {
-		ID        string `json:"id"`
-		Timestamp string `json:"timestamp"`
-	} `json:"commits"`
+	Action     string           `json:"action"`
+	Ref        string           `json:"ref"`
+	After      string           `json:"after"`
+	Deleted    bool             `json:"deleted"`
+	HeadCommit *webhook.Commit  `json:"head_commit"`
+	Commits    []webhook.Commit `json:"commits"`
 	Repository *struct {
 		FullName string `json:"full_name"`
 		Name     string `json:"name"`
@@ -219,57 +201,18 @@ type payload struct {
 	} `json:"issue"`
 }
 
-type mapper struct {
-	opts     Options
-	p        *payload
-	event    string
-	set      fact.Set
-	warnings []string
-}
-
-// pipeline is the URL's pipeline_id, else the repository's full name (or name).
-func (m *mapper) pipeline() string {
-	if m.opts.PipelineID != "" {
-		return m.opts.PipelineID
-	}
-	if r := m.p.Repository; r != nil {
-		if r.FullName != "" {
-			return r.FullName
-		}
-		return r.Name
+// repository is the pipeline the payload names: its repository's full name (or name).
+func (p *payload) repository() string {
+	if r := p.Repository; r != nil {
+		return cmp.Or(r.FullName, r.Name)
 	}
 	return ""
 }
 
-// environment is the URL's environment, else what the payload said, else production.
-func (m *mapper) environment(fromPayload string) string {
-	switch {
-	case m.opts.Environment != "":
-		return m.opts.Environment
-	case fromPayload != "":
-		return fromPayload
-	default:
-		return "production"
-	}
-}
-
-func (m *mapper) requirePipeline() error {
-	if m.pipeline() == "" {
-		return fmt.Errorf("%w: repository.full_name is missing (or add ?pipeline_id= to the webhook URL)", ErrInvalid)
-	}
-	return nil
-}
-
-// when reads a required time.
-func (m *mapper) when(field, value string) (time.Time, error) {
-	if value == "" {
-		return time.Time{}, fmt.Errorf("%w: %s is missing", ErrInvalid, field)
-	}
-	t, err := event.ParseTime(value)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%w: %s: %w", ErrInvalid, field, err)
-	}
-	return t, nil
+type mapper struct {
+	webhook.Mapper
+	opts Options
+	p    *payload
 }
 
 func (m *mapper) push() error {
@@ -280,48 +223,16 @@ func (m *mapper) push() error {
 	if len(p.Commits) == 0 {
 		return fmt.Errorf("%w: a push without commits (a new branch or a tag) ships no change", ErrIgnored)
 	}
-	if err := m.requirePipeline(); err != nil {
+	if err := m.RequirePipeline(); err != nil {
 		return err
 	}
 	head := p.After
-	if p.HeadCommit != nil && p.HeadCommit.ID != "" {
-		head = p.HeadCommit.ID
-	}
-	pipeline := m.pipeline()
-	var latest time.Time
-	for i, c := range p.Commits {
-		if c.ID == "" {
-			return fmt.Errorf("%w: commits[%d].id is missing", ErrInvalid, i)
-		}
-		change := fact.Change{PipelineID: pipeline, CommitID: c.ID}
-		if t, err := event.ParseTime(c.Timestamp); err == nil {
-			change.CommittedAt = &t
-			if t.After(latest) {
-				latest = t
-			}
-		} else {
-			// The change is still tracked; only its commit time is unknown.
-			m.warnings = append(m.warnings, fmt.Sprintf("commits[%d].timestamp: %v", i, err))
-		}
-		m.set.Changes = append(m.set.Changes, change)
-		if head != "" {
-			m.set.PushCommits = append(m.set.PushCommits, fact.PushCommit{PipelineID: pipeline, HeadID: head, CommitID: c.ID})
-		}
-	}
-	if head == "" {
-		m.warnings = append(m.warnings, "neither head_commit.id nor after: a deployment cannot ship this push's commits")
-	}
-	m.set.Event.CommitID = head
+	var headTime string
 	if p.HeadCommit != nil {
-		if t, err := event.ParseTime(p.HeadCommit.Timestamp); err == nil {
-			latest = t
-		}
+		head = cmp.Or(p.HeadCommit.ID, head)
+		headTime = p.HeadCommit.Timestamp
 	}
-	if latest.IsZero() {
-		return fmt.Errorf("%w: no commit of the push has a readable timestamp", ErrInvalid)
-	}
-	m.set.Event.OccurredAt = latest
-	return nil
+	return m.Push(head, "head_commit.id nor after", p.Commits, headTime)
 }
 
 func (m *mapper) pullRequest() error {
@@ -334,43 +245,40 @@ func (m *mapper) pullRequest() error {
 	if pr == nil {
 		return fmt.Errorf("%w: pull_request is missing", ErrInvalid)
 	}
-	if err := m.requirePipeline(); err != nil {
+	if err := m.RequirePipeline(); err != nil {
 		return err
 	}
 	if pr.Head.SHA == "" {
 		return fmt.Errorf("%w: pull_request.head.sha is missing", ErrInvalid)
 	}
-	created, err := m.when("pull_request.created_at", pr.CreatedAt)
+	created, err := webhook.When("pull_request.created_at", pr.CreatedAt)
 	if err != nil {
 		return err
 	}
-	pipeline := m.pipeline()
 	number := pr.Number
-	m.set.Event.PullRequestID = &number
-	m.set.Event.CommitID = pr.Head.SHA
-	m.set.Event.OccurredAt = created
+	m.Set.Event.PullRequestID = &number
+	m.Set.Event.CommitID = pr.Head.SHA
+	m.Set.Event.OccurredAt = created
+	head := fact.Change{PipelineID: m.Pipeline(), CommitID: pr.Head.SHA, PullRequestID: &number, SubmittedAt: &created}
 	if m.p.Action != "closed" {
-		m.set.Changes = []fact.Change{{PipelineID: pipeline, CommitID: pr.Head.SHA, PullRequestID: &number, SubmittedAt: &created}}
+		m.Set.Changes = []fact.Change{head}
 		return nil
 	}
 	if !pr.Merged {
 		// Abandoned: kept as an event, nothing about a change.
-		m.set.Event.Status = "closed"
+		m.Set.Event.Status = "closed"
 		return nil
 	}
-	merged, err := m.when("pull_request.merged_at", pr.MergedAt)
+	merged, err := webhook.When("pull_request.merged_at", pr.MergedAt)
 	if err != nil {
 		return err
 	}
-	m.set.Event.Status = "merged"
-	m.set.Event.OccurredAt = merged
+	m.Set.Event.Status = "merged"
+	m.Set.Event.OccurredAt = merged
 	// A merge approves the change when no review did; an earlier approving review wins anyway,
 	// as the earliest approval is kept.
-	m.set.Changes = []fact.Change{{PipelineID: pipeline, CommitID: pr.Head.SHA, PullRequestID: &number, SubmittedAt: &created, ApprovedAt: &merged}}
-	if sha := pr.MergeCommitSHA; sha != "" && sha != pr.Head.SHA {
-		m.set.Changes = append(m.set.Changes, fact.Change{PipelineID: pipeline, CommitID: sha, PullRequestID: &number, SubmittedAt: &created, ApprovedAt: &merged})
-		m.set.Links = []fact.ChangeLink{{PipelineID: pipeline, CommitID: pr.Head.SHA, LinkedID: sha}}
-	}
+	head.ApprovedAt = &merged
+	m.Merge(head, pr.MergeCommitSHA)
 	return nil
 }
 
@@ -379,27 +287,25 @@ func (m *mapper) review() error {
 	if m.p.Action != "submitted" || r == nil || !strings.EqualFold(r.State, "approved") {
 		return fmt.Errorf("%w: only approving reviews count", ErrIgnored)
 	}
-	if err := m.requirePipeline(); err != nil {
+	if err := m.RequirePipeline(); err != nil {
 		return err
 	}
 	commit := r.CommitID
 	var number *int64
 	if pr := m.p.PullRequest; pr != nil {
-		if commit == "" {
-			commit = pr.Head.SHA
-		}
+		commit = cmp.Or(commit, pr.Head.SHA)
 		n := pr.Number
 		number = &n
 	}
 	if commit == "" {
 		return fmt.Errorf("%w: review.commit_id and pull_request.head.sha are missing", ErrInvalid)
 	}
-	at, err := m.when("review.submitted_at", r.SubmittedAt)
+	at, err := webhook.When("review.submitted_at", r.SubmittedAt)
 	if err != nil {
 		return err
 	}
-	m.set.Event.CommitID, m.set.Event.PullRequestID, m.set.Event.OccurredAt = commit, number, at
-	m.set.Changes = []fact.Change{{PipelineID: m.pipeline(), CommitID: commit, PullRequestID: number, ApprovedAt: &at}}
+	m.Set.Event.CommitID, m.Set.Event.PullRequestID, m.Set.Event.OccurredAt = commit, number, at
+	m.Set.Changes = []fact.Change{{PipelineID: m.Pipeline(), CommitID: commit, PullRequestID: number, ApprovedAt: &at}}
 	return nil
 }
 
@@ -416,11 +322,11 @@ func finalStatus(state string) string {
 
 func (m *mapper) deploymentStatus() error {
 	p := m.p
-	state, at := p.State, firstOf(p.UpdatedAt, p.CreatedAt)
+	state, at := p.State, cmp.Or(p.UpdatedAt, p.CreatedAt)
 	var statusID string
 	if ds := p.DeploymentStatus; ds != nil {
-		state = firstOf(ds.State, state)
-		at = firstOf(ds.CreatedAt, ds.UpdatedAt, at)
+		state = cmp.Or(ds.State, state)
+		at = cmp.Or(ds.CreatedAt, ds.UpdatedAt, at)
 		statusID = ds.ID.String()
 	}
 	if state == "" {
@@ -433,20 +339,15 @@ func (m *mapper) deploymentStatus() error {
 	if p.Deployment == nil || p.Deployment.SHA == "" {
 		return fmt.Errorf("%w: deployment.sha is missing", ErrInvalid)
 	}
-	if err := m.requirePipeline(); err != nil {
+	if err := m.RequirePipeline(); err != nil {
 		return err
 	}
-	when, err := m.when("deployment_status.created_at", at)
+	when, err := webhook.When("deployment_status.created_at", at)
 	if err != nil {
 		return err
 	}
-	env := m.environment(p.Deployment.Environment)
-	id := firstOf(p.Deployment.ID.String(), statusID)
-	key := id
-	if key == "" {
-		key = "sha:" + p.Deployment.SHA + "@" + when.Format(time.RFC3339Nano)
-	}
-	m.deployment(env, key, id, status, when, p.Deployment.SHA)
+	id := cmp.Or(p.Deployment.ID.String(), statusID)
+	m.Deploy(m.Environment(p.Deployment.Environment), id, id, status, when, p.Deployment.SHA)
 	return nil
 }
 
@@ -476,47 +377,29 @@ func (m *mapper) workflowRun() error {
 	if run.HeadSHA == "" {
 		return fmt.Errorf("%w: workflow_run.head_sha is missing", ErrInvalid)
 	}
-	if err := m.requirePipeline(); err != nil {
+	if err := m.RequirePipeline(); err != nil {
 		return err
 	}
-	when, err := m.when("workflow_run.updated_at", run.UpdatedAt)
+	when, err := webhook.When("workflow_run.updated_at", run.UpdatedAt)
 	if err != nil {
 		return err
 	}
-	id := run.ID.String()
-	key := "run:" + id + "/" + strconv.FormatInt(max(run.RunAttempt, 1), 10)
-	if id == "" {
-		key = "sha:" + run.HeadSHA + "@" + when.Format(time.RFC3339Nano)
+	// Each attempt of a run is a deployment attempt of its own; without a run id, the commit
+	// and time key it.
+	id, key := run.ID.String(), ""
+	if id != "" {
+		key = "run:" + id + "/" + strconv.FormatInt(max(run.RunAttempt, 1), 10)
 	}
-	m.deployment(m.environment(m.opts.DeployEnvironment), key, id, status, when, run.HeadSHA)
+	m.Deploy(m.Environment(m.opts.DeployEnvironment), key, id, status, when, run.HeadSHA)
 	return nil
 }
-
-func (m *mapper) deployment(env, key, id, status string, at time.Time, sha string) {
-	pipeline := m.pipeline()
-	m.set.Event.Environment, m.set.Event.CommitID, m.set.Event.DeploymentID = env, sha, id
-	m.set.Event.Status, m.set.Event.OccurredAt = status, at
-	m.set.Deployments = []fact.Deployment{{
-		Source: Source, PipelineID: pipeline, Environment: env, Key: key, DeploymentID: id,
-		Status: status, DeployedAt: at, CommitID: sha, Commits: []string{sha},
-	}}
-	m.set.Changes = []fact.Change{{PipelineID: pipeline, CommitID: sha}}
-}
-
-// causeLine finds "root cause: X" or "caused by: X" in an issue's body, as Four Keys does.
-var causeLine = regexp.MustCompile(`(?i)^\s*(?:root cause|caused by)\s*:\s*(\S+)`)
-
-var commitSHA = regexp.MustCompile(`^[0-9a-fA-F]{7,64}$`)
 
 func (m *mapper) issue() error {
 	is := m.p.Issue
 	if is == nil {
 		return fmt.Errorf("%w: issue is missing", ErrInvalid)
 	}
-	label := m.opts.IncidentLabel
-	if label == "" {
-		label = "incident"
-	}
+	label := cmp.Or(m.opts.IncidentLabel, "incident")
 	if !slices.ContainsFunc(is.Labels, func(l struct {
 		Name string `json:"name"`
 	}) bool {
@@ -524,59 +407,24 @@ func (m *mapper) issue() error {
 	}) {
 		return fmt.Errorf("%w: the issue has no %q label", ErrIgnored, label)
 	}
-	if err := m.requirePipeline(); err != nil {
+	if err := m.RequirePipeline(); err != nil {
 		return err
 	}
 	if is.Number == 0 {
 		return fmt.Errorf("%w: issue.number is missing", ErrInvalid)
 	}
-	opened, err := m.when("issue.created_at", is.CreatedAt)
+	opened, err := webhook.When("issue.created_at", is.CreatedAt)
 	if err != nil {
 		return err
 	}
-	pipeline := m.pipeline()
-	inc := fact.Incident{
-		Source:      Source,
-		IncidentID:  fmt.Sprintf("%s#%d", pipeline, is.Number),
-		PipelineID:  pipeline,
-		Environment: m.environment(""),
-		OpenedAt:    &opened,
-	}
-	m.set.Event.OccurredAt = opened
-	m.set.Event.Status = fact.StatusFailure
+	var resolved *time.Time
 	if is.ClosedAt != "" && !strings.EqualFold(m.p.Action, "reopened") {
-		closed, err := m.when("issue.closed_at", is.ClosedAt)
+		closed, err := webhook.When("issue.closed_at", is.ClosedAt)
 		if err != nil {
 			return err
 		}
-		inc.ResolvedAt = &closed
-		m.set.Event.OccurredAt = closed
-		m.set.Event.Status = fact.StatusSuccess
+		resolved = &closed
 	}
-	scanner := bufio.NewScanner(strings.NewReader(is.Body))
-	for scanner.Scan() {
-		if match := causeLine.FindStringSubmatch(scanner.Text()); match != nil {
-			if commitSHA.MatchString(match[1]) {
-				inc.CauseCommitID = match[1]
-			} else {
-				inc.CauseDeploymentID = match[1]
-			}
-			break
-		}
-	}
-	m.set.Event.IncidentID = inc.IncidentID
-	m.set.Event.Environment = inc.Environment
-	m.set.Event.CommitID = inc.CauseCommitID
-	m.set.Event.DeploymentID = inc.CauseDeploymentID
-	m.set.Incidents = []fact.Incident{inc}
+	m.Incident(fmt.Sprintf("%s#%d", m.Pipeline(), is.Number), opened, resolved, is.Body)
 	return nil
-}
-
-func firstOf(values ...string) string {
-	for _, v := range values {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

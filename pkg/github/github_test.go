@@ -2,32 +2,20 @@ package github_test
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/devopstic/devopstic/pkg/event"
 	"github.com/devopstic/devopstic/pkg/fact"
 	"github.com/devopstic/devopstic/pkg/github"
+	"github.com/devopstic/devopstic/pkg/webhook/webhooktest"
 )
 
-func fixture(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	require.NoError(t, err)
-	return b
-}
-
-func at(t *testing.T, s string) time.Time {
-	t.Helper()
-	v, err := time.Parse(time.RFC3339, s)
-	require.NoError(t, err)
-	return v.UTC()
-}
+// fixture and at read this package's testdata and the times its tests expect.
+var fixture, at = webhooktest.Fixture, webhooktest.Time
 
 func TestVerify(t *testing.T) {
 	t.Parallel()
@@ -265,13 +253,11 @@ func TestParseRefusesWhatPostgresCannotStore(t *testing.T) {
 // FuzzParse feeds Parse every fixture, mutated, under the event name of its folder and others:
 // it must never panic, and what it accepts must be a complete fact set.
 func FuzzParse(f *testing.F) {
-	files, err := filepath.Glob("testdata/*/*.json")
-	require.NoError(f, err)
-	for _, file := range files {
-		if strings.HasSuffix(file, ".headers.json") {
+	for _, name := range webhooktest.Fixtures(f, "*/*.json") {
+		if strings.HasSuffix(name, ".headers.json") {
 			continue
 		}
-		f.Add(filepath.Base(filepath.Dir(file)), fixture(f, strings.TrimPrefix(file, "testdata/")), "", "Test")
+		f.Add(filepath.Dir(name), fixture(f, name), "", "Test")
 	}
 	f.Add("issues", []byte(`{"issue":{"number":7,"created_at":"2026-11-25T10:00:00Z","closed_at":"2026-11-25 11:30:00","labels":[{"name":"Incident"}],"body":"caused by: deploy-42"},"repository":{"name":"api"}}`), "api", "")
 	f.Fuzz(func(t *testing.T, eventName string, body []byte, pipeline, workflow string) {
@@ -282,18 +268,6 @@ func FuzzParse(f *testing.F) {
 		s := d.Set
 		require.Equal(t, "github", s.Event.Source)
 		require.Equal(t, eventName, s.Event.Kind)
-		require.NotEmpty(t, s.Event.PipelineID)
-		require.False(t, s.Event.OccurredAt.IsZero())
-		for _, c := range s.Changes {
-			require.NotEmpty(t, c.CommitID)
-		}
-		for _, dep := range s.Deployments {
-			require.NotEmpty(t, dep.Key)
-			require.Contains(t, []string{"success", "failure"}, dep.Status)
-		}
-		for _, i := range s.Incidents {
-			require.NotEmpty(t, i.IncidentID)
-			require.NotNil(t, i.OpenedAt)
-		}
+		webhooktest.RequireComplete(t, s)
 	})
 }

@@ -8,9 +8,7 @@
 package gitlab
 
 import (
-	"bufio"
-	"crypto/sha256"
-	"crypto/subtle"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/devopstic/devopstic/pkg/event"
 	"github.com/devopstic/devopstic/pkg/fact"
+	"github.com/devopstic/devopstic/pkg/webhook"
 )
 
 // Source names GitLab in the tables and on the stream.
@@ -38,15 +37,12 @@ const (
 	HeaderOptions = "Devopstic-Gitlab-Options"
 )
 
-// Errors of a delivery.
-var (
-	// ErrToken: the token is missing or matches no configured secret.
-	ErrToken = errors.New("bad token")
-	// ErrIgnored: a delivery DevOpstic does not use (answered 202 so GitLab shows it green).
-	ErrIgnored = errors.New("ignored")
-	// ErrInvalid: a delivery of a kind DevOpstic uses that lacks what it needs.
-	ErrInvalid = errors.New("invalid delivery")
-)
+// ErrToken: the token is missing or matches no configured secret.
+var ErrToken = errors.New("bad token")
+
+// ErrIgnored and ErrInvalid are webhook's: a delivery DevOpstic does not use (answered 202 so
+// GitLab shows it green), and a delivery of a kind DevOpstic uses that lacks what it needs.
+var ErrIgnored, ErrInvalid = webhook.ErrIgnored, webhook.ErrInvalid
 
 // Verify compares the X-Gitlab-Token header with every secret in constant time (hashing both
 // first, so that not even the secret's length leaks). No secret, no token: refused.
@@ -54,16 +50,7 @@ func Verify(secrets []string, token string) error {
 	if token == "" {
 		return fmt.Errorf("%w: no %s header", ErrToken, HeaderToken)
 	}
-	got := sha256.Sum256([]byte(token))
-	ok := 0
-	for _, secret := range secrets {
-		if secret == "" {
-			continue
-		}
-		want := sha256.Sum256([]byte(secret))
-		ok |= subtle.ConstantTimeCompare(got[:], want[:])
-	}
-	if ok != 1 {
+	if !webhook.MatchToken(secrets, token) {
 		return fmt.Errorf("%w: %s matches no configured secret", ErrToken, HeaderToken)
 	}
 	return nil
@@ -84,11 +71,17 @@ type Options struct {
 	DeployEnvironment string
 }
 
-// Delivery is a mapped delivery: its facts, and what could not be read but did not stop it.
-type Delivery struct {
-	Set      fact.Set
-	Warnings []string
+// Decode maps a delivery again from its stream message: its X-Gitlab-Event, and the Options
+// the ingest mapped it with.
+func Decode(h webhook.Header, body []byte) (fact.Set, error) {
+	return webhook.Decode(h, HeaderOptions, func(opts Options) (fact.Set, error) {
+		d, err := Parse(h.Get(HeaderEvent), body, opts)
+		return d.Set, err
+	})
 }
+
+// Delivery is a mapped delivery: its facts, and what could not be read but did not stop it.
+type Delivery = webhook.Delivery
 
 // Kind is the stream subject's last token for an X-Gitlab-Event value: "Push Hook" is "push".
 // It is "" for the hooks DevOpstic does not use. Pipeline and job hooks have kinds, yet count
@@ -109,6 +102,16 @@ func Kind(eventName string) string {
 		return "job"
 	}
 	return ""
+}
+
+// kinds are the kinds DevOpstic maps (see Kind), and how each maps to facts.
+var kinds = map[string]func(*mapper) error{
+	"push":          (*mapper).push,
+	"merge_request": (*mapper).mergeRequest,
+	"deployment":    (*mapper).deployment,
+	"issue":         (*mapper).issue,
+	"pipeline":      (*mapper).pipelineRun,
+	"job":           (*mapper).job,
 }
 
 // Parse maps a delivery of eventName (the X-Gitlab-Event header) to facts. The returned Set's
@@ -132,49 +135,26 @@ func Parse(eventName string, body []byte, opts Options) (Delivery, error) {
 			kind = k.ObjectKind
 		}
 	}
-	if kind == "" {
+	mapKind := kinds[kind]
+	if mapKind == nil {
 		// Before decoding: the hooks DevOpstic does not use have other shapes.
 		return Delivery{}, fmt.Errorf("%w: DevOpstic does not use %s events", ErrIgnored, eventName)
 	}
 	if (kind == "pipeline" || kind == "job") && len(opts.DeployPipelines) == 0 {
 		return Delivery{}, fmt.Errorf("%w: %s events count only for the names in DEVOPSTIC_GITLAB_DEPLOY_PIPELINES, and none is set", ErrIgnored, eventName)
 	}
-	if err := event.CheckDelivery(body, opts.PipelineID, opts.Environment); err != nil {
+	var p payload
+	if err := webhook.Unmarshal(body, opts.PipelineID, opts.Environment, &p); err != nil {
 		return Delivery{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	var p payload
-	if err := json.Unmarshal(body, &p); err != nil {
-		return Delivery{}, fmt.Errorf("%w: body is not a JSON object: %w", ErrInvalid, err)
-	}
-	m := mapper{opts: opts, p: &p}
-	var err error
-	switch kind {
-	case "push":
-		err = m.push()
-	case "merge_request":
-		err = m.mergeRequest()
-	case "deployment":
-		err = m.deployment()
-	case "issue":
-		err = m.issue()
-	case "pipeline":
-		err = m.pipelineRun()
-	case "job":
-		err = m.job()
-	}
-	if err != nil {
+	m := mapper{opts: opts, p: &p, Mapper: webhook.Mapper{
+		Source: Source, URLPipeline: opts.PipelineID, URLEnvironment: opts.Environment,
+		Named: p.project(), NamedBy: "project.path_with_namespace",
+	}}
+	if err := mapKind(&m); err != nil {
 		return Delivery{}, err
 	}
-	m.set.Event.Source = Source
-	m.set.Event.Kind = kind
-	m.set.Event.PipelineID = m.pipeline()
-	m.set.Event.Payload = body
-	return Delivery{Set: m.set, Warnings: m.warnings}, nil
-}
-
-type commit struct {
-	ID        string `json:"id"`
-	Timestamp string `json:"timestamp"`
+	return m.Done(kind, body), nil
 }
 
 type label struct {
@@ -183,29 +163,29 @@ type label struct {
 
 // payload holds the fields DevOpstic reads, of every hook it uses.
 type payload struct {
-	After             string   `json:"after"`
-	CheckoutSHA       string   `json:"checkout_sha"`
-	Commits           []commit `json:"commits"`
-	TotalCommitsCount int      `json:"total_commits_count"`
+	After             string           `json:"after"`
+	CheckoutSHA       string           `json:"checkout_sha"`
+	Commits           []webhook.Commit `json:"commits"`
+	TotalCommitsCount int              `json:"total_commits_count"`
 	Project           *struct {
 		PathWithNamespace string `json:"path_with_namespace"`
 		Name              string `json:"name"`
 	} `json:"project"`
 	ObjectAttributes *struct {
-		ID              json.Number `json:"id"`
-		IID             json.Number `json:"iid"`
-		Action          string      `json:"action"`
-		State           string      `json:"state"`
-		CreatedAt       string      `json:"created_at"`
-		UpdatedAt       string      `json:"updated_at"`
-		ClosedAt        string      `json:"closed_at"`
-		MergeCommitSHA  string      `json:"merge_commit_sha"`
-		SquashCommitSHA string      `json:"squash_commit_sha"`
-		LastCommit      *commit     `json:"last_commit"`
-		IssueType       string      `json:"issue_type"`
-		Type            string      `json:"type"`
-		Description     string      `json:"description"`
-		Labels          []label     `json:"labels"`
+		ID              json.Number     `json:"id"`
+		IID             json.Number     `json:"iid"`
+		Action          string          `json:"action"`
+		State           string          `json:"state"`
+		CreatedAt       string          `json:"created_at"`
+		UpdatedAt       string          `json:"updated_at"`
+		ClosedAt        string          `json:"closed_at"`
+		MergeCommitSHA  string          `json:"merge_commit_sha"`
+		SquashCommitSHA string          `json:"squash_commit_sha"`
+		LastCommit      *webhook.Commit `json:"last_commit"`
+		IssueType       string          `json:"issue_type"`
+		Type            string          `json:"type"`
+		Description     string          `json:"description"`
+		Labels          []label         `json:"labels"`
 		// Pipeline Hook
 		Name       string `json:"name"`
 		Ref        string `json:"ref"`
@@ -251,60 +231,18 @@ func (e *environmentName) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-type mapper struct {
-	opts     Options
-	p        *payload
-	set      fact.Set
-	warnings []string
-}
-
-// pipeline is the URL's pipeline_id, else the project's path (or name).
-func (m *mapper) pipeline() string {
-	if m.opts.PipelineID != "" {
-		return m.opts.PipelineID
-	}
-	return m.project()
-}
-
-func (m *mapper) project() string {
-	if pr := m.p.Project; pr != nil {
-		if pr.PathWithNamespace != "" {
-			return pr.PathWithNamespace
-		}
-		return pr.Name
+// project is the pipeline the payload names: its project's path (or name).
+func (p *payload) project() string {
+	if pr := p.Project; pr != nil {
+		return cmp.Or(pr.PathWithNamespace, pr.Name)
 	}
 	return ""
 }
 
-// environment is the URL's environment, else what the payload said, else production.
-func (m *mapper) environment(fromPayload string) string {
-	switch {
-	case m.opts.Environment != "":
-		return m.opts.Environment
-	case fromPayload != "":
-		return fromPayload
-	default:
-		return "production"
-	}
-}
-
-func (m *mapper) requirePipeline() error {
-	if m.pipeline() == "" {
-		return fmt.Errorf("%w: project.path_with_namespace is missing (or add ?pipeline_id= to the webhook URL)", ErrInvalid)
-	}
-	return nil
-}
-
-// when reads a required time.
-func when(field, value string) (time.Time, error) {
-	if value == "" {
-		return time.Time{}, fmt.Errorf("%w: %s is missing", ErrInvalid, field)
-	}
-	t, err := event.ParseTime(value)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%w: %s: %w", ErrInvalid, field, err)
-	}
-	return t, nil
+type mapper struct {
+	webhook.Mapper
+	opts Options
+	p    *payload
 }
 
 // zeroSHA is the "after" of a branch deletion.
@@ -318,44 +256,17 @@ func (m *mapper) push() error {
 	if len(p.Commits) == 0 {
 		return fmt.Errorf("%w: a push without commits (a new branch) ships no change", ErrIgnored)
 	}
-	if err := m.requirePipeline(); err != nil {
+	if err := m.RequirePipeline(); err != nil {
 		return err
 	}
-	head := firstOf(p.CheckoutSHA, p.After)
-	pipeline := m.pipeline()
-	var latest time.Time
-	for i, c := range p.Commits {
-		if c.ID == "" {
-			return fmt.Errorf("%w: commits[%d].id is missing", ErrInvalid, i)
-		}
-		change := fact.Change{PipelineID: pipeline, CommitID: c.ID}
-		if t, err := event.ParseTime(c.Timestamp); err == nil {
-			change.CommittedAt = &t
-			if t.After(latest) {
-				latest = t
-			}
-		} else {
-			// The change is still tracked; only its commit time is unknown.
-			m.warnings = append(m.warnings, fmt.Sprintf("commits[%d].timestamp: %v", i, err))
-		}
-		m.set.Changes = append(m.set.Changes, change)
-		if head != "" {
-			m.set.PushCommits = append(m.set.PushCommits, fact.PushCommit{PipelineID: pipeline, HeadID: head, CommitID: c.ID})
-		}
-	}
-	if head == "" {
-		m.warnings = append(m.warnings, "neither checkout_sha nor after: a deployment cannot ship this push's commits")
+	if err := m.Push(cmp.Or(p.CheckoutSHA, p.After), "checkout_sha nor after", p.Commits, ""); err != nil {
+		return err
 	}
 	if p.TotalCommitsCount > len(p.Commits) {
 		// GitLab lists at most 20 commits of a push; the others stay unknown until something
 		// else names them.
-		m.warnings = append(m.warnings, fmt.Sprintf("the push has %d commits and lists %d", p.TotalCommitsCount, len(p.Commits)))
+		m.Warnings = append(m.Warnings, fmt.Sprintf("the push has %d commits and lists %d", p.TotalCommitsCount, len(p.Commits)))
 	}
-	if latest.IsZero() {
-		return fmt.Errorf("%w: no commit of the push has a readable timestamp", ErrInvalid)
-	}
-	m.set.Event.CommitID = head
-	m.set.Event.OccurredAt = latest
 	return nil
 }
 
@@ -369,13 +280,13 @@ func (m *mapper) mergeRequest() error {
 	default:
 		return fmt.Errorf("%w: merge request action %q", ErrIgnored, oa.Action)
 	}
-	if err := m.requirePipeline(); err != nil {
+	if err := m.RequirePipeline(); err != nil {
 		return err
 	}
 	if oa.LastCommit == nil || oa.LastCommit.ID == "" {
 		return fmt.Errorf("%w: object_attributes.last_commit.id is missing", ErrInvalid)
 	}
-	created, err := when("object_attributes.created_at", oa.CreatedAt)
+	created, err := webhook.When("object_attributes.created_at", oa.CreatedAt)
 	if err != nil {
 		return err
 	}
@@ -384,60 +295,56 @@ func (m *mapper) mergeRequest() error {
 		number = &n
 	}
 	head := oa.LastCommit.ID
-	change := fact.Change{PipelineID: m.pipeline(), CommitID: head, PullRequestID: number}
+	change := fact.Change{PipelineID: m.Pipeline(), CommitID: head, PullRequestID: number}
 	if t, err := event.ParseTime(oa.LastCommit.Timestamp); err == nil {
 		change.CommittedAt = &t
 	} else if oa.LastCommit.Timestamp != "" {
-		m.warnings = append(m.warnings, fmt.Sprintf("object_attributes.last_commit.timestamp: %v", err))
+		m.Warnings = append(m.Warnings, fmt.Sprintf("object_attributes.last_commit.timestamp: %v", err))
 	}
-	m.set.Event.PullRequestID = number
-	m.set.Event.CommitID = head
-	m.set.Event.OccurredAt = created
+	m.Set.Event.PullRequestID = number
+	m.Set.Event.CommitID = head
+	m.Set.Event.OccurredAt = created
 	switch oa.Action {
 	case "open", "reopen":
 		change.SubmittedAt = &created
-		m.set.Changes = []fact.Change{change}
+		m.Set.Changes = []fact.Change{change}
 	case "approved", "approval":
 		// GitLab sends no approval time; the merge request's updated_at is the nearest.
-		approved, err := when("object_attributes.updated_at", oa.UpdatedAt)
+		approved, err := webhook.When("object_attributes.updated_at", oa.UpdatedAt)
 		if err != nil {
 			return err
 		}
 		change.ApprovedAt = &approved
-		m.set.Event.OccurredAt = approved
-		m.set.Changes = []fact.Change{change}
+		m.Set.Event.OccurredAt = approved
+		m.Set.Changes = []fact.Change{change}
 	case "close":
 		// Abandoned: kept as an event, nothing about a change.
-		m.set.Event.Status = "closed"
+		m.Set.Event.Status = "closed"
 	case "merge":
-		merged, err := when("object_attributes.updated_at", oa.UpdatedAt)
+		merged, err := webhook.When("object_attributes.updated_at", oa.UpdatedAt)
 		if err != nil {
 			return err
 		}
-		m.set.Event.Status = "merged"
-		m.set.Event.OccurredAt = merged
+		m.Set.Event.Status = "merged"
+		m.Set.Event.OccurredAt = merged
 		// A merge approves the change when no approval did; an earlier approval wins anyway,
 		// as the earliest approval is kept.
 		change.SubmittedAt, change.ApprovedAt = &created, &merged
-		m.set.Changes = []fact.Change{change}
-		for _, sha := range []string{oa.MergeCommitSHA, oa.SquashCommitSHA} {
-			if sha == "" || sha == head || m.linked(sha) {
-				continue
-			}
-			m.set.Changes = append(m.set.Changes, fact.Change{PipelineID: change.PipelineID, CommitID: sha, PullRequestID: number, SubmittedAt: &created, ApprovedAt: &merged})
-			m.set.Links = append(m.set.Links, fact.ChangeLink{PipelineID: change.PipelineID, CommitID: head, LinkedID: sha})
-		}
+		m.Merge(change, oa.MergeCommitSHA, oa.SquashCommitSHA)
 	}
 	return nil
 }
 
-func (m *mapper) linked(sha string) bool {
-	for _, l := range m.set.Links {
-		if l.LinkedID == sha {
-			return true
-		}
+// finalStatus maps the statuses of GitLab's deployments, pipelines and jobs; "" for those that
+// carry no deployment.
+func finalStatus(status string) string {
+	switch strings.ToLower(status) {
+	case "success":
+		return fact.StatusSuccess
+	case "failed":
+		return fact.StatusFailure
 	}
-	return false
+	return ""
 }
 
 // commitURL ends with the deployed commit's full sha: .../-/commit/<sha>.
@@ -445,18 +352,14 @@ var commitURL = regexp.MustCompile(`/commit/([0-9a-fA-F]{7,64})/?$`)
 
 func (m *mapper) deployment() error {
 	p := m.p
-	var status string
-	switch strings.ToLower(p.Status) {
-	case "success":
-		status = fact.StatusSuccess
-	case "failed":
-		status = fact.StatusFailure
-	case "":
+	status := finalStatus(p.Status)
+	switch {
+	case p.Status == "":
 		return fmt.Errorf("%w: status is missing", ErrInvalid)
-	default:
+	case status == "":
 		return fmt.Errorf("%w: deployment status %q is not final", ErrIgnored, p.Status)
 	}
-	if err := m.requirePipeline(); err != nil {
+	if err := m.RequirePipeline(); err != nil {
 		return err
 	}
 	// The Deployment Hook names its commit only in commit_url (and shortened in short_sha).
@@ -465,32 +368,17 @@ func (m *mapper) deployment() error {
 		sha = match[1]
 	} else if p.ShortSHA != "" {
 		sha = p.ShortSHA
-		m.warnings = append(m.warnings, "commit_url names no commit: the deployment ships short_sha "+p.ShortSHA)
+		m.Warnings = append(m.Warnings, "commit_url names no commit: the deployment ships short_sha "+p.ShortSHA)
 	} else {
 		return fmt.Errorf("%w: commit_url is missing", ErrInvalid)
 	}
-	at, err := when("status_changed_at", p.StatusChangedAt)
+	at, err := webhook.When("status_changed_at", p.StatusChangedAt)
 	if err != nil {
 		return err
 	}
 	id := p.DeploymentID.String()
-	m.deploy(m.environment(string(p.Environment)), id, id, status, at, sha)
+	m.Deploy(m.Environment(string(p.Environment)), id, id, status, at, sha)
 	return nil
-}
-
-// deploy records a deployment of sha; an empty key falls back to the commit and time.
-func (m *mapper) deploy(env, key, id, status string, at time.Time, sha string) {
-	if key == "" {
-		key = "sha:" + sha + "@" + at.Format(time.RFC3339Nano)
-	}
-	pipeline := m.pipeline()
-	m.set.Event.Environment, m.set.Event.CommitID, m.set.Event.DeploymentID = env, sha, id
-	m.set.Event.Status, m.set.Event.OccurredAt = status, at
-	m.set.Deployments = []fact.Deployment{{
-		Source: Source, PipelineID: pipeline, Environment: env, Key: key, DeploymentID: id,
-		Status: status, DeployedAt: at, CommitID: sha, Commits: []string{sha},
-	}}
-	m.set.Changes = []fact.Change{{PipelineID: pipeline, CommitID: sha}}
 }
 
 // run is a finished pipeline or job, as its hook describes it.
@@ -506,7 +394,7 @@ func (m *mapper) pipelineRun() error {
 		return fmt.Errorf("%w: object_attributes is missing", ErrInvalid)
 	}
 	// Pipelines have a name only when .gitlab-ci.yml gives one (workflow:name); else the ref.
-	return m.ciDeployment(run{kind: "pipeline", name: firstOf(oa.Name, oa.Ref), status: oa.Status, sha: oa.SHA,
+	return m.ciDeployment(run{kind: "pipeline", name: cmp.Or(oa.Name, oa.Ref), status: oa.Status, sha: oa.SHA,
 		finishedAt: oa.FinishedAt, id: oa.ID.String(), field: "object_attributes.", shaField: "object_attributes.sha"})
 }
 
@@ -525,24 +413,20 @@ func (m *mapper) ciDeployment(r run) error {
 	}) {
 		return fmt.Errorf("%w: %s %q is not in DEVOPSTIC_GITLAB_DEPLOY_PIPELINES", ErrIgnored, r.kind, r.name)
 	}
-	var status string
-	switch strings.ToLower(r.status) {
-	case "success":
-		status = fact.StatusSuccess
-	case "failed":
-		status = fact.StatusFailure
-	case "":
+	status := finalStatus(r.status)
+	switch {
+	case r.status == "":
 		return fmt.Errorf("%w: %sstatus is missing", ErrInvalid, r.field)
-	default:
+	case status == "":
 		return fmt.Errorf("%w: %s status %q is neither success nor failed", ErrIgnored, r.kind, r.status)
 	}
 	if r.sha == "" {
 		return fmt.Errorf("%w: %s is missing", ErrInvalid, r.shaField)
 	}
-	if err := m.requirePipeline(); err != nil {
+	if err := m.RequirePipeline(); err != nil {
 		return err
 	}
-	at, err := when(r.field+"finished_at", r.finishedAt)
+	at, err := webhook.When(r.field+"finished_at", r.finishedAt)
 	if err != nil {
 		return err
 	}
@@ -550,24 +434,16 @@ func (m *mapper) ciDeployment(r run) error {
 	if r.id != "" {
 		key = r.kind + ":" + r.id
 	}
-	m.deploy(m.environment(m.opts.DeployEnvironment), key, r.id, status, at, r.sha)
+	m.Deploy(m.Environment(m.opts.DeployEnvironment), key, r.id, status, at, r.sha)
 	return nil
 }
-
-// causeLine finds "root cause: X" or "caused by: X" in an issue's description, as for GitHub.
-var causeLine = regexp.MustCompile(`(?i)^\s*(?:root cause|caused by)\s*:\s*(\S+)`)
-
-var commitSHA = regexp.MustCompile(`^[0-9a-fA-F]{7,64}$`)
 
 func (m *mapper) isIncident() bool {
 	oa := m.p.ObjectAttributes
 	if strings.EqualFold(oa.IssueType, "incident") || strings.EqualFold(oa.Type, "incident") {
 		return true
 	}
-	want := m.opts.IncidentLabel
-	if want == "" {
-		want = "incident"
-	}
+	want := cmp.Or(m.opts.IncidentLabel, "incident")
 	for _, labels := range [][]label{m.p.Labels, oa.Labels} {
 		for _, l := range labels {
 			if strings.EqualFold(l.Title, want) {
@@ -584,30 +460,20 @@ func (m *mapper) issue() error {
 		return fmt.Errorf("%w: object_attributes is missing", ErrInvalid)
 	}
 	if !m.isIncident() {
-		return fmt.Errorf("%w: the issue is not of type incident and has no %q label", ErrIgnored, firstOf(m.opts.IncidentLabel, "incident"))
+		return fmt.Errorf("%w: the issue is not of type incident and has no %q label", ErrIgnored, cmp.Or(m.opts.IncidentLabel, "incident"))
 	}
-	if err := m.requirePipeline(); err != nil {
+	if err := m.RequirePipeline(); err != nil {
 		return err
 	}
 	iid := oa.IID.String()
 	if iid == "" {
 		return fmt.Errorf("%w: object_attributes.iid is missing", ErrInvalid)
 	}
-	opened, err := when("object_attributes.created_at", oa.CreatedAt)
+	opened, err := webhook.When("object_attributes.created_at", oa.CreatedAt)
 	if err != nil {
 		return err
 	}
-	// Keyed by the project, not the URL's pipeline_id: two projects sent to one pipeline keep
-	// their issue numbers apart.
-	inc := fact.Incident{
-		Source:      Source,
-		IncidentID:  firstOf(m.project(), m.pipeline()) + "#" + iid,
-		PipelineID:  m.pipeline(),
-		Environment: m.environment(""),
-		OpenedAt:    &opened,
-	}
-	m.set.Event.OccurredAt = opened
-	m.set.Event.Status = fact.StatusFailure
+	var resolved *time.Time
 	closed := strings.EqualFold(oa.State, "closed") || (oa.State == "" && oa.ClosedAt != "")
 	if closed && oa.Action != "reopen" {
 		field, value := "object_attributes.closed_at", oa.ClosedAt
@@ -615,38 +481,14 @@ func (m *mapper) issue() error {
 			// Older GitLab versions send no closed_at; the close is the last update.
 			field, value = "object_attributes.updated_at", oa.UpdatedAt
 		}
-		resolved, err := when(field, value)
+		at, err := webhook.When(field, value)
 		if err != nil {
 			return err
 		}
-		inc.ResolvedAt = &resolved
-		m.set.Event.OccurredAt = resolved
-		m.set.Event.Status = fact.StatusSuccess
+		resolved = &at
 	}
-	scanner := bufio.NewScanner(strings.NewReader(oa.Description))
-	for scanner.Scan() {
-		if match := causeLine.FindStringSubmatch(scanner.Text()); match != nil {
-			if commitSHA.MatchString(match[1]) {
-				inc.CauseCommitID = match[1]
-			} else {
-				inc.CauseDeploymentID = match[1]
-			}
-			break
-		}
-	}
-	m.set.Event.IncidentID = inc.IncidentID
-	m.set.Event.Environment = inc.Environment
-	m.set.Event.CommitID = inc.CauseCommitID
-	m.set.Event.DeploymentID = inc.CauseDeploymentID
-	m.set.Incidents = []fact.Incident{inc}
+	// Keyed by the project, not the URL's pipeline_id: two projects sent to one pipeline keep
+	// their issue numbers apart.
+	m.Incident(cmp.Or(m.Named, m.Pipeline())+"#"+iid, opened, resolved, oa.Description)
 	return nil
-}
-
-func firstOf(values ...string) string {
-	for _, v := range values {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

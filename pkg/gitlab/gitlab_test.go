@@ -1,32 +1,20 @@
 package gitlab_test
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/devopstic/devopstic/pkg/event"
 	"github.com/devopstic/devopstic/pkg/fact"
 	"github.com/devopstic/devopstic/pkg/gitlab"
+	"github.com/devopstic/devopstic/pkg/webhook/webhooktest"
 )
 
-func fixture(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	require.NoError(t, err)
-	return b
-}
-
-func at(t *testing.T, s string) time.Time {
-	t.Helper()
-	v, err := time.Parse(time.RFC3339, s)
-	require.NoError(t, err)
-	return v.UTC()
-}
+// fixture and at read this package's testdata and the times its tests expect.
+var fixture, at = webhooktest.Fixture, webhooktest.Time
 
 // eventHeader is the X-Gitlab-Event value of a fixture, from its name (push_hook.json is a
 // "Push Hook").
@@ -289,10 +277,8 @@ func TestParseMappings(t *testing.T) {
 // FuzzParse feeds Parse every fixture, mutated: it must never panic, and what it accepts
 // must be a complete fact set.
 func FuzzParse(f *testing.F) {
-	files, err := filepath.Glob("testdata/*.json")
-	require.NoError(f, err)
-	for _, file := range files {
-		f.Add(eventHeader(file), fixture(f, filepath.Base(file)), "")
+	for _, name := range webhooktest.Fixtures(f, "*.json") {
+		f.Add(eventHeader(name), fixture(f, name), "")
 	}
 	f.Add("Issue Hook", []byte(`{"object_attributes":{"iid":1,"issue_type":"incident","state":"closed","created_at":"2026-11-25T10:00:00Z"},"project":{"name":"a"}}`), "incident")
 	f.Fuzz(func(t *testing.T, eventName string, body []byte, label string) {
@@ -302,19 +288,7 @@ func FuzzParse(f *testing.F) {
 		}
 		s := d.Set
 		require.Equal(t, "gitlab", s.Event.Source)
-		require.NotEmpty(t, s.Event.PipelineID)
-		require.False(t, s.Event.OccurredAt.IsZero())
-		for _, c := range s.Changes {
-			require.NotEmpty(t, c.CommitID)
-		}
-		for _, dep := range s.Deployments {
-			require.NotEmpty(t, dep.Key)
-			require.Contains(t, []string{"success", "failure"}, dep.Status)
-		}
-		for _, i := range s.Incidents {
-			require.NotEmpty(t, i.IncidentID)
-			require.NotNil(t, i.OpenedAt)
-		}
+		webhooktest.RequireComplete(t, s)
 	})
 }
 

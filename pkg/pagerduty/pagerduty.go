@@ -7,17 +7,15 @@
 package pagerduty
 
 import (
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/devopstic/devopstic/pkg/event"
 	"github.com/devopstic/devopstic/pkg/fact"
+	"github.com/devopstic/devopstic/pkg/webhook"
 )
 
 // Source names PagerDuty in the tables and on the stream.
@@ -32,15 +30,12 @@ const (
 	HeaderOptions = "Devopstic-Pagerduty-Options"
 )
 
-// Errors of a delivery.
-var (
-	// ErrSignature: the signature is missing, malformed or matches no secret.
-	ErrSignature = errors.New("bad signature")
-	// ErrIgnored: a delivery DevOpstic does not use (answered 202 so PagerDuty keeps sending).
-	ErrIgnored = errors.New("ignored")
-	// ErrInvalid: a delivery of a kind DevOpstic uses that lacks what it needs.
-	ErrInvalid = errors.New("invalid delivery")
-)
+// ErrIgnored and ErrInvalid are webhook's: a delivery DevOpstic does not use (answered 202 so
+// PagerDuty keeps sending), and a delivery of a kind DevOpstic uses that lacks what it needs.
+var ErrIgnored, ErrInvalid = webhook.ErrIgnored, webhook.ErrInvalid
+
+// ErrSignature: the signature is missing, malformed or matches no secret.
+var ErrSignature = errors.New("bad signature")
 
 // Verify checks the X-PagerDuty-Signature header: one or more comma-separated v1=<hex
 // HMAC-SHA256 of the body>, any of which may match any secret (PagerDuty lists several while a
@@ -62,20 +57,7 @@ func Verify(secrets []string, body []byte, header string) error {
 	if len(sigs) == 0 {
 		return fmt.Errorf("%w: %s holds no v1=<hex> signature", ErrSignature, HeaderSignature)
 	}
-	matched := false
-	for _, secret := range secrets {
-		if secret == "" {
-			continue
-		}
-		mac := hmac.New(sha256.New, []byte(secret))
-		mac.Write(body)
-		want := mac.Sum(nil)
-		for _, sig := range sigs {
-			// Every pair is compared, so the time taken says nothing about which matched.
-			matched = hmac.Equal(want, sig) || matched
-		}
-	}
-	if !matched {
+	if !webhook.MatchHMAC(sha256.New, secrets, body, sigs...) {
 		return fmt.Errorf("%w: it matches no configured secret", ErrSignature)
 	}
 	return nil
@@ -86,6 +68,15 @@ type Options struct {
 	// PipelineID and Environment override the service name and production
 	// (?pipeline_id=, ?environment=).
 	PipelineID, Environment string
+}
+
+// Decode maps a delivery again from its stream message, with the Options the ingest mapped it
+// with.
+func Decode(h webhook.Header, body []byte) (fact.Set, error) {
+	return webhook.Decode(h, HeaderOptions, func(opts Options) (fact.Set, error) {
+		d, err := Parse(body, opts)
+		return d.Set, err
+	})
 }
 
 // Delivery is a mapped delivery.
@@ -99,12 +90,9 @@ type Delivery struct {
 // PipelineID, Environment and OccurredAt filled; the caller adds the id, receive time and
 // stream sequence.
 func Parse(body []byte, opts Options) (Delivery, error) {
-	if err := event.CheckDelivery(body, opts.PipelineID, opts.Environment); err != nil {
-		return Delivery{}, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
 	var p payload
-	if err := json.Unmarshal(body, &p); err != nil {
-		return Delivery{}, fmt.Errorf("%w: body is not a JSON object: %w", ErrInvalid, err)
+	if err := webhook.Unmarshal(body, opts.PipelineID, opts.Environment, &p); err != nil {
+		return Delivery{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	e := p.Event
 	if e == nil {
@@ -121,21 +109,18 @@ func Parse(body []byte, opts Options) (Delivery, error) {
 	if d == nil || d.ID == "" {
 		return Delivery{}, fmt.Errorf("%w: event.data.id is missing", ErrInvalid)
 	}
-	pipeline := opts.PipelineID
-	if pipeline == "" && d.Service != nil {
-		pipeline = d.Service.Summary
+	m := webhook.Mapper{Source: Source, URLPipeline: opts.PipelineID, URLEnvironment: opts.Environment, NamedBy: "event.data.service.summary"}
+	if d.Service != nil {
+		m.Named = d.Service.Summary
 	}
-	if pipeline == "" {
-		return Delivery{}, fmt.Errorf("%w: event.data.service.summary is missing (or add ?pipeline_id= to the webhook URL)", ErrInvalid)
+	if err := m.RequirePipeline(); err != nil {
+		return Delivery{}, err
 	}
-	at, err := when("event.occurred_at", e.OccurredAt)
+	at, err := webhook.When("event.occurred_at", e.OccurredAt)
 	if err != nil {
 		return Delivery{}, err
 	}
-	env := opts.Environment
-	if env == "" {
-		env = "production"
-	}
+	pipeline, env := m.Pipeline(), m.Environment("")
 	inc := fact.Incident{Source: Source, IncidentID: d.ID, PipelineID: pipeline, Environment: env}
 	status := fact.StatusFailure
 	if e.EventType == "incident.triggered" {
@@ -180,15 +165,4 @@ type payload struct {
 			} `json:"service"`
 		} `json:"data"`
 	} `json:"event"`
-}
-
-func when(field, value string) (time.Time, error) {
-	if value == "" {
-		return time.Time{}, fmt.Errorf("%w: %s is missing", ErrInvalid, field)
-	}
-	t, err := event.ParseTime(value)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%w: %s: %w", ErrInvalid, field, err)
-	}
-	return t, nil
 }

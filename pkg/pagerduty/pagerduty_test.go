@@ -5,32 +5,19 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/devopstic/devopstic/pkg/event"
 	"github.com/devopstic/devopstic/pkg/fact"
 	"github.com/devopstic/devopstic/pkg/pagerduty"
+	"github.com/devopstic/devopstic/pkg/webhook/webhooktest"
 )
 
-func fixture(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	require.NoError(t, err)
-	return b
-}
-
-func at(t *testing.T, s string) time.Time {
-	t.Helper()
-	v, err := time.Parse(time.RFC3339Nano, s)
-	require.NoError(t, err)
-	return v.UTC()
-}
+// fixture and at read this package's testdata and the times its tests expect.
+var fixture, at = webhooktest.Fixture, webhooktest.Time
 
 func sign(secret string, body []byte) string {
 	mac := hmac.New(sha256.New, []byte(secret))
@@ -141,10 +128,8 @@ func TestParse(t *testing.T) {
 // FuzzParse feeds Parse every fixture, mutated: it must never panic, and what it accepts
 // must be a complete incident.
 func FuzzParse(f *testing.F) {
-	files, err := filepath.Glob("testdata/incident.*.json")
-	require.NoError(f, err)
-	for _, file := range files {
-		f.Add(fixture(f, filepath.Base(file)), "")
+	for _, name := range webhooktest.Fixtures(f, "incident.*.json") {
+		f.Add(fixture(f, name), "")
 	}
 	f.Add([]byte(`{"event":{"id":"E1","event_type":"incident.resolved","occurred_at":"2026-11-25T11:00:00Z","data":{"id":"P1","created_at":"2026-11-25 10:00:00 UTC","service":{"summary":"api"}}}}`), "web")
 	f.Fuzz(func(t *testing.T, body []byte, pipeline string) {
