@@ -52,9 +52,9 @@ ifneq ($(BENCH_BASELINE),)
 	@tmp=$$(mktemp -d) && git worktree add --detach -q "$$tmp" "$(BENCH_BASELINE)" && \
 	(cd "$$tmp" && CGO_ENABLED=0 $(GO) build -o "$(CURDIR)/$(BIN)/baseline/ingest" ./services/ingest); rc=$$?; \
 	git worktree remove --force "$$tmp"; exit $$rc
-	$(BIN)/devopstic bench -scale $(BENCH_SCALE) -baseline $(BIN)/baseline/ingest -baseline-label $(BENCH_BASELINE)
+	$(BIN)/bench -scale $(BENCH_SCALE) -baseline $(BIN)/baseline/ingest -baseline-label $(BENCH_BASELINE)
 else
-	$(BIN)/devopstic bench -scale $(BENCH_SCALE)
+	$(BIN)/bench -scale $(BENCH_SCALE)
 endif
 
 bench-go: ## the Go benchmarks of the parts (publish sync=2m vs always, writer stream vs direct, POST to row)
@@ -65,7 +65,7 @@ bench-go: ## the Go benchmarks of the parts (publish sync=2m vs always, writer s
 bench-metrics: ## the metrics API's queries straight on the store, over 10M events x BENCH_SCALE: p50/p95 against an index scan
 	DEVOPSTIC_BENCH_SCALE=$(BENCH_SCALE) $(GO) test -run '^$$' -bench Metrics -benchtime 200x -timeout 60m ./pkg/dora/
 
-build: ## build the three binaries into bin/
+build: ## build the binaries into bin/: ingest, writer, devopstic and bench (make bench's, which no image ships)
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./services/...
 
 fmt: ## format the code

@@ -7,7 +7,6 @@
 //	devopstic migrate   bring the database schema up to date and, with DEVOPSTIC_NATS_URL, the
 //	                    NATS stream and auth bucket (as the NATS admin), and exit
 //	devopstic demo      load a generated history into a running DevOpstic
-//	devopstic bench     the benchmark table of make bench (pkg/bench)
 //
 // and the operating commands status, replay, rebuild and dead-letters (admin.go), and the
 // access commands user and apikey (access.go).
@@ -43,7 +42,6 @@ commands:
   dev       serve with a local Postgres and generated secrets: what "make run" starts
   migrate   bring the database schema up to date, and the NATS stream with DEVOPSTIC_NATS_URL
   demo      load a generated 90-day history into a running DevOpstic (make demo)
-  bench     measure ingest, writer, latency and metrics API against their ceilings (make bench)
 
 Configuration is read from DEVOPSTIC_* environment variables; see README.md.
 `
@@ -82,8 +80,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return dev(ctx, cfg, stdout, log)
 	case "demo":
 		return demo(ctx, cfg, args[1:], stdout)
-	case "bench":
-		return benchmark(ctx, cfg, args[1:], stdout, os.Stderr)
 	case "migrate":
 		if err := store.Migrate(ctx, cfg.Database.ConnString()); err != nil {
 			return err

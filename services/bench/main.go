@@ -1,3 +1,9 @@
+// Command bench is `make bench`: it starts a throwaway Postgres and NATS JetStream server of its
+// own, runs the ingest and writer binaries found beside this one against them (pkg/bench),
+// prints the table to stdout and removes everything it made.
+//
+// It is a command of its own, not a subcommand of devopstic, so that the load generator and its
+// HTTP and JetStream clients stay out of the binaries the images ship (see main_test.go).
 package main
 
 import (
@@ -8,9 +14,11 @@ import (
 	"io"
 	"maps"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 
 	"github.com/devopstic/devopstic/pkg/bench"
 	"github.com/devopstic/devopstic/pkg/config"
@@ -29,10 +37,22 @@ var benchPostgres = map[string]string{
 	"checkpoint_timeout": "'15min'",
 }
 
-// benchmark is `make bench`: it starts a throwaway Postgres and NATS JetStream server of its
-// own, runs the ingest and writer binaries found beside this one against them (pkg/bench),
-// prints the table to stdout and removes everything it made.
-func benchmark(ctx context.Context, cfg config.AllInOne, args []string, stdout, stderr io.Writer) (err error) {
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// run parses the flags, starts the servers, runs the benchmark and prints its table, even when
+// it stopped early: the rows measured so far are worth having.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	var cfg config.Embedded // DEVOPSTIC_PG_BINDIR, as make run reads it
+	if err := config.Parse(&cfg, nil); err != nil {
+		return err
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	self, _ := os.Executable()
@@ -50,11 +70,13 @@ func benchmark(ctx context.Context, cfg config.AllInOne, args []string, stdout, 
 		settings[name] = value
 		return nil
 	})
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	if *scale <= 0 {
-		return fmt.Errorf("bench: -scale must be positive, not %g", *scale)
+		return fmt.Errorf("-scale must be positive, not %g", *scale)
 	}
 	bins := []string{*ingestBin, *writerBin}
 	if *baselineBin != "" {
@@ -62,20 +84,20 @@ func benchmark(ctx context.Context, cfg config.AllInOne, args []string, stdout, 
 	}
 	for _, bin := range bins {
 		if _, err := os.Stat(bin); err != nil {
-			return fmt.Errorf("bench: %w (build the services first: make build)", err)
+			return fmt.Errorf("%w (build the services first: make build)", err)
 		}
 	}
 
 	// Not os.TempDir's 0700 default: Postgres may run as the postgres user, who must enter it.
 	dir, err := os.MkdirTemp("", "devopstic-bench-")
 	if err != nil {
-		return fmt.Errorf("bench: %w", err)
+		return err
 	}
 	defer os.RemoveAll(dir)
 	if err := os.Chmod(dir, 0o755); err != nil {
-		return fmt.Errorf("bench: %w", err)
+		return err
 	}
-	binDir, err := pgcluster.FindBinDir(cfg.Embedded.PGBinDir)
+	binDir, err := pgcluster.FindBinDir(cfg.PGBinDir)
 	if err != nil {
 		return err
 	}
@@ -84,7 +106,7 @@ func benchmark(ctx context.Context, cfg config.AllInOne, args []string, stdout, 
 	cluster, err := pgcluster.Start(ctx, pgcluster.Options{BinDir: binDir, DataDir: filepath.Join(dir, "postgres"), Log: stderr,
 		Settings: settings})
 	if err != nil {
-		return fmt.Errorf("bench: start PostgreSQL: %w", err)
+		return fmt.Errorf("start PostgreSQL: %w", err)
 	}
 	defer func() { err = errors.Join(err, cluster.Stop()) }()
 	if err := cluster.CreateDatabase(ctx, "devopstic", ""); err != nil {
@@ -93,11 +115,11 @@ func benchmark(ctx context.Context, cfg config.AllInOne, args []string, stdout, 
 	// NATS as make run has it: file store, default sync interval.
 	passwords, err := stream.LocalPasswords(filepath.Join(dir, stream.PasswordsFile))
 	if err != nil {
-		return fmt.Errorf("bench: %w", err)
+		return err
 	}
 	ns, err := stream.RunServer(stream.ServerConfig{StoreDir: filepath.Join(dir, "nats"), Host: "127.0.0.1", Port: -1, Passwords: passwords})
 	if err != nil {
-		return fmt.Errorf("bench: start NATS: %w", err)
+		return fmt.Errorf("start NATS: %w", err)
 	}
 	defer func() {
 		ns.Shutdown()
