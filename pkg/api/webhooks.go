@@ -2,6 +2,8 @@ package api
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,15 +13,16 @@ import (
 
 	"github.com/devopstic/devopstic/pkg/alertmanager"
 	"github.com/devopstic/devopstic/pkg/event"
+	"github.com/devopstic/devopstic/pkg/github"
 	"github.com/devopstic/devopstic/pkg/gitlab"
 	"github.com/devopstic/devopstic/pkg/pagerduty"
 	"github.com/devopstic/devopstic/pkg/stream"
 )
 
-// The webhook handlers other than GitHub's share one shape: refuse when the source is not
-// configured (404, and the log names the variable), verify the raw bytes (401), map the
-// delivery to decide whether it is of use (202 ignored, or 400 naming the field), then publish
-// the raw body with the headers the writer needs to map it again (202 once acked).
+// The webhook handlers share one shape: refuse when the source is not configured (404, and the
+// log names the variable), verify the raw bytes (401), map the delivery to decide whether it is
+// of use (202 ignored, or 400 naming the field), then publish the raw body with the headers the
+// writer needs to map it again (202 once acked). The writer maps it with the source's Decode.
 
 // webhookOff answers a delivery to a source that has no secret configured.
 func (s *server) webhookOff(c *fiber.Ctx, source, variable string) error {
@@ -77,6 +80,49 @@ func checkHeaders(c *fiber.Ctx, names ...string) error {
 // urlOptions are the webhook URL's ?pipeline_id= and ?environment=.
 func urlOptions(c *fiber.Ctx) (pipelineID, environment string) {
 	return c.Query("pipeline_id"), c.Query("environment")
+}
+
+// deliveryID is the sender's id of a delivery, or for senders that omit it a hash of the body,
+// so that a redelivery is recognised either way.
+func deliveryID(header string, body []byte) string {
+	if header != "" && len(header) <= 128 {
+		return header
+	}
+	sum := sha256.Sum256(body)
+	return fmt.Sprintf("sha256-%s", hex.EncodeToString(sum[:16]))
+}
+
+// postGitHub takes GitHub webhooks (X-Hub-Signature-256, or the legacy X-Hub-Signature).
+func (s *server) postGitHub(c *fiber.Ctx) error {
+	if len(s.cfg.GitHubSecrets) == 0 {
+		return s.webhookOff(c, "GitHub", "DEVOPSTIC_GITHUB_WEBHOOK_SECRET")
+	}
+	body := c.Body()
+	if err := github.Verify(s.cfg.GitHubSecrets, body, c.Get("X-Hub-Signature-256"), c.Get("X-Hub-Signature")); err != nil {
+		return unauthorized(c, err)
+	}
+	if err := checkHeaders(c, github.HeaderEvent, github.HeaderDelivery); err != nil {
+		return fail(c, err)
+	}
+	name, delivery := c.Get(github.HeaderEvent), c.Get(github.HeaderDelivery)
+	if name == "ping" {
+		var ping struct {
+			HookID int64 `json:"hook_id"`
+		}
+		_ = json.Unmarshal(body, &ping) // a ping without hook_id is still a ping
+		return c.JSON(fiber.Map{"ping": "pong", "hook_id": ping.HookID})
+	}
+	opts := s.cfg.GitHub
+	opts.PipelineID, opts.Environment = urlOptions(c)
+	d, err := github.Parse(name, body, opts)
+	if err != nil {
+		return unused(c, err, errors.Is(err, github.ErrIgnored))
+	}
+	for _, w := range d.Warnings {
+		s.deps.Log.Warn("GitHub delivery partly unreadable", "event", name, "delivery", delivery, "problem", w)
+	}
+	header := nats.Header{github.HeaderEvent: {name}, github.HeaderDelivery: {delivery}}
+	return s.publishWebhook(c, github.Source, d.Set.Event.Kind, "github:"+deliveryID(delivery, body), header, github.HeaderOptions, opts)
 }
 
 // postGitLab takes GitLab webhooks (X-Gitlab-Token).

@@ -18,7 +18,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +34,7 @@ import (
 	"github.com/devopstic/devopstic/pkg/pagerduty"
 	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/stream"
+	"github.com/devopstic/devopstic/pkg/webhook"
 )
 
 // Config tunes the writer.
@@ -227,6 +227,15 @@ func deliveries(m jetstream.Msg) int {
 	return int(meta.NumDelivered)
 }
 
+// webhooks are the decoders of the webhook sources, by the source their subjects name: a
+// source's package maps its deliveries, and a line here has the writer (and every replay) use it.
+var webhooks = map[string]webhook.Decoder{
+	github.Source:       github.Decode,
+	gitlab.Source:       gitlab.Decode,
+	pagerduty.Source:    pagerduty.Decode,
+	alertmanager.Source: alertmanager.Decode,
+}
+
 // Decode maps one stream message to the facts it contributes. It is a pure function of the
 // message, so a replay maps every message exactly as the first pass did (or as the fixed code
 // now does). Every error wraps ErrPoison.
@@ -239,82 +248,38 @@ func Decode(subject string, header nats.Header, data []byte, seq uint64) (fact.S
 	if err != nil {
 		return fact.Set{}, fmt.Errorf("%w: %w", ErrPoison, err)
 	}
-	switch source {
-	case event.Source:
-		e, err := event.Decode(data, receivedAt)
-		if err != nil {
-			return fact.Set{}, fmt.Errorf("%w: %w", ErrPoison, err)
-		}
-		// A row's id is a function of the message's content (the client's id scoped by its
-		// pipeline, or a hash), never of how it was published: the same event sent again under
-		// another Nats-Msg-Id (past the duplicate window, by another publisher) is the same row.
-		// One exception keeps replays from doubling rows: a message published before client ids
-		// were scoped carries the client's id alone as its Nats-Msg-Id, and keeps the row it has
-		// always had under that id.
-		if e.ClientID != "" && header.Get(nats.MsgIdHdr) == e.ClientID {
-			e.ID = e.ClientID
-		}
-		set := event.Facts(e, data, receivedAt, seq)
-		set.Event.Headers = header
-		return set, nil
-	case github.Source:
-		var opts github.Options
-		if v := header.Get(github.HeaderOptions); v != "" {
-			if err := json.Unmarshal([]byte(v), &opts); err != nil {
-				return fact.Set{}, fmt.Errorf("%w: header %s: %w", ErrPoison, github.HeaderOptions, err)
-			}
-		}
-		d, err := github.Parse(header.Get(github.HeaderEvent), data, opts)
-		if err != nil {
-			return fact.Set{}, fmt.Errorf("%w: %w", ErrPoison, err)
-		}
-		return webhookSet(d.Set, header, data, receivedAt, seq), nil
-	case gitlab.Source:
-		var opts gitlab.Options
-		if err := headerOptions(header, gitlab.HeaderOptions, &opts); err != nil {
-			return fact.Set{}, err
-		}
-		d, err := gitlab.Parse(header.Get(gitlab.HeaderEvent), data, opts)
-		if err != nil {
-			return fact.Set{}, fmt.Errorf("%w: %w", ErrPoison, err)
-		}
-		return webhookSet(d.Set, header, data, receivedAt, seq), nil
-	case pagerduty.Source:
-		var opts pagerduty.Options
-		if err := headerOptions(header, pagerduty.HeaderOptions, &opts); err != nil {
-			return fact.Set{}, err
-		}
-		d, err := pagerduty.Parse(data, opts)
-		if err != nil {
-			return fact.Set{}, fmt.Errorf("%w: %w", ErrPoison, err)
-		}
-		return webhookSet(d.Set, header, data, receivedAt, seq), nil
-	case alertmanager.Source:
-		var opts alertmanager.Options
-		if err := headerOptions(header, alertmanager.HeaderOptions, &opts); err != nil {
-			return fact.Set{}, err
-		}
-		d, err := alertmanager.Parse(data, opts)
-		if err != nil {
-			return fact.Set{}, fmt.Errorf("%w: %w", ErrPoison, err)
-		}
-		return webhookSet(d.Set, header, data, receivedAt, seq), nil
-	default:
+	if source == event.Source {
+		return decodeNative(header, data, receivedAt, seq)
+	}
+	decode, ok := webhooks[source]
+	if !ok {
 		return fact.Set{}, fmt.Errorf("%w: unknown source %q", ErrPoison, source)
 	}
+	set, err := decode(webhook.Header(header), data)
+	if err != nil {
+		return fact.Set{}, fmt.Errorf("%w: %w", ErrPoison, err)
+	}
+	return webhookSet(set, header, data, receivedAt, seq), nil
 }
 
-// headerOptions reads the options a webhook was mapped with at the ingest (JSON in header
-// name), so that it is mapped the same way here; none means the defaults.
-func headerOptions(header nats.Header, name string, opts any) error {
-	v := header.Get(name)
-	if v == "" {
-		return nil
+// decodeNative maps a native event.
+func decodeNative(header nats.Header, data []byte, receivedAt time.Time, seq uint64) (fact.Set, error) {
+	e, err := event.Decode(data, receivedAt)
+	if err != nil {
+		return fact.Set{}, fmt.Errorf("%w: %w", ErrPoison, err)
 	}
-	if err := json.Unmarshal([]byte(v), opts); err != nil {
-		return fmt.Errorf("%w: header %s: %w", ErrPoison, name, err)
+	// A row's id is a function of the message's content (the client's id scoped by its
+	// pipeline, or a hash), never of how it was published: the same event sent again under
+	// another Nats-Msg-Id (past the duplicate window, by another publisher) is the same row.
+	// One exception keeps replays from doubling rows: a message published before client ids
+	// were scoped carries the client's id alone as its Nats-Msg-Id, and keeps the row it has
+	// always had under that id.
+	if e.ClientID != "" && header.Get(nats.MsgIdHdr) == e.ClientID {
+		e.ID = e.ClientID
 	}
-	return nil
+	set := event.Facts(e, data, receivedAt, seq)
+	set.Event.Headers = header
+	return set, nil
 }
 
 // webhookSet completes the facts a webhook parser mapped with what the message knows: the
