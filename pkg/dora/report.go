@@ -79,6 +79,13 @@ type Bucket struct {
 	TimeToRestoreMedianSeconds *int64    `json:"time_to_restore_median_seconds"`
 }
 
+// days is the length of [from, to) in days. Not to.Sub(from): a time.Duration holds 292 years
+// at most, and a longer window (from=1000-01-01) would be rated on a third of its length.
+func days(from, to time.Time) float64 {
+	seconds := float64(to.Unix()-from.Unix()) + float64(to.Nanosecond()-from.Nanosecond())/1e9
+	return seconds / (24 * 60 * 60)
+}
+
 // NewReport rates and shapes what the store computed for q.
 func NewReport(q Query, m store.Metrics) (Report, error) {
 	n := len(m.Deployments)
@@ -96,7 +103,7 @@ func NewReport(q Query, m store.Metrics) (Report, error) {
 			Deployments: d.Deployments,
 			PerDay:      d.PerDay,
 			PerWeek:     d.PerWeek,
-			Tier:        DeploymentFrequencyTier(d.Deployments, q.To.Sub(q.From).Hours()/24),
+			Tier:        DeploymentFrequencyTier(d.Deployments, days(q.From, q.To)),
 		},
 		LeadTime: LeadTime{
 			Changes:             lt.Changes,
