@@ -2,7 +2,12 @@
 //
 // Each service has one struct (Ingest, Writer, AllInOne) assembled from the parts it uses.
 // Parsing takes the environment as a map so that tests never touch the process environment;
-// Validate says in plain English what is missing or wrong, all of it at once.
+// Validate says in plain English what is missing or wrong, all of it at once. Every error, of
+// Parse or of Validate, names the variable and the value it was given, in the user's words
+// (DEVOPSTIC_MAX_BATCH, never the Go field MaxBatch); a secret's value is never shown.
+//
+// No variable is read from a file here: the images' entrypoint turns each DEVOPSTIC_X_FILE
+// into DEVOPSTIC_X, and says itself when a file cannot be read.
 package config
 
 import (
@@ -15,8 +20,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/caarlos0/env/v10"
 
 	"github.com/devopstic/devopstic/pkg/alertmanager"
 	"github.com/devopstic/devopstic/pkg/auth"
@@ -76,11 +79,11 @@ const DefaultNATSURL = "nats://127.0.0.1:4222"
 
 // HTTP shapes the public API.
 type HTTP struct {
-	Addr      string `env:"DEVOPSTIC_HTTP_ADDR" envDefault:"127.0.0.1:8080"`
+	Addr string `env:"DEVOPSTIC_HTTP_ADDR" envDefault:"127.0.0.1:8080"`
 	// BodyLimit bounds a request's body, and so an event's stream message: NATS's max_payload
 	// must take it plus stream.HeaderRoom. The default, 1 MB, fits NATS's default (1 MiB).
-	BodyLimit int    `env:"DEVOPSTIC_BODY_LIMIT" envDefault:"1000000"`
-	MaxBatch  int    `env:"DEVOPSTIC_MAX_BATCH" envDefault:"1000"`
+	BodyLimit int `env:"DEVOPSTIC_BODY_LIMIT" envDefault:"1000000"`
+	MaxBatch  int `env:"DEVOPSTIC_MAX_BATCH" envDefault:"1000"`
 	// AdminAddr, when set, serves /healthz and /readyz on an address of their own (keep it
 	// off the public network); /readyz then leaves the public address.
 	AdminAddr string `env:"DEVOPSTIC_ADMIN_ADDR"`
@@ -251,15 +254,6 @@ type AllInOne struct {
 	Log          Log
 }
 
-// Parse fills cfg (a pointer to one of the structs above) from environ; nil means the process
-// environment. It does not validate.
-func Parse(cfg any, environ map[string]string) error {
-	if err := env.ParseWithOptions(cfg, env.Options{Environment: environ}); err != nil {
-		return fmt.Errorf("read configuration: %w", err)
-	}
-	return nil
-}
-
 // Validate checks the ingest's configuration.
 func (c *Ingest) Validate() error {
 	if c.NATS.URL == "" {
@@ -308,7 +302,7 @@ func (h HTTP) validate() error {
 		errs = append(errs, fmt.Errorf("DEVOPSTIC_ADMIN_ADDR must be host:port such as 127.0.0.1:9090, not %q", h.AdminAddr))
 	}
 	if h.AdminAddr != "" && h.AdminAddr == h.Addr {
-		errs = append(errs, errors.New("DEVOPSTIC_ADMIN_ADDR must differ from DEVOPSTIC_HTTP_ADDR"))
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_ADMIN_ADDR must differ from DEVOPSTIC_HTTP_ADDR (both are %q)", h.Addr))
 	}
 	for _, p := range h.TrustedProxies {
 		if net.ParseIP(p) == nil {
@@ -317,8 +311,11 @@ func (h HTTP) validate() error {
 			}
 		}
 	}
-	if (h.ProxyHeader == "") != (len(h.TrustedProxies) == 0) {
-		errs = append(errs, errors.New("DEVOPSTIC_PROXY_HEADER and DEVOPSTIC_TRUSTED_PROXIES go together: the header is believed only from those proxies"))
+	switch {
+	case h.ProxyHeader != "" && len(h.TrustedProxies) == 0:
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_PROXY_HEADER is %q but DEVOPSTIC_TRUSTED_PROXIES is empty: the header is believed only from those proxies", h.ProxyHeader))
+	case h.ProxyHeader == "" && len(h.TrustedProxies) > 0:
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_TRUSTED_PROXIES is %q but DEVOPSTIC_PROXY_HEADER is empty: set the header holding the client's address (X-Real-IP)", strings.Join(h.TrustedProxies, ",")))
 	}
 	return errors.Join(errs...)
 }
@@ -335,20 +332,27 @@ func (a Auth) validate() error {
 			}
 		}
 	}
-	if (a.Username == "") != (a.Password == "") {
-		errs = append(errs, errors.New("DEVOPSTIC_USERNAME and DEVOPSTIC_PASSWORD must be set together (an admin login for POST /tokens) or not at all (only the database's users log in: devopstic user add)"))
+	const together = "set both (an admin login for POST /tokens) or neither (only the database's users log in: devopstic user add)"
+	switch {
+	case a.Username != "" && a.Password == "":
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_USERNAME is %q but DEVOPSTIC_PASSWORD is empty: %s", a.Username, together))
+	case a.Username == "" && a.Password != "":
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_PASSWORD is set but DEVOPSTIC_USERNAME is empty: %s", together))
 	}
 	if err := auth.CheckUsername(a.Username); err != nil {
-		errs = append(errs, fmt.Errorf("DEVOPSTIC_USERNAME: %w", err))
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_USERNAME: %q: %w", a.Username, err))
 	}
 	if a.TokenTTL < time.Minute {
 		errs = append(errs, fmt.Errorf("DEVOPSTIC_TOKEN_TTL must be at least 1m, not %s", a.TokenTTL))
 	}
 	if a.RefreshWindow < 0 {
-		errs = append(errs, errors.New("DEVOPSTIC_TOKEN_REFRESH_WINDOW must not be negative"))
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_TOKEN_REFRESH_WINDOW must not be negative, not %s", a.RefreshWindow))
 	}
-	if a.LoginAttempts < 0 || a.LoginUserAttempts < 0 {
-		errs = append(errs, errors.New("DEVOPSTIC_LOGIN_ATTEMPTS and DEVOPSTIC_LOGIN_USER_ATTEMPTS must not be negative (0 turns a limit off)"))
+	if a.LoginAttempts < 0 {
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_LOGIN_ATTEMPTS must not be negative (0 turns the limit off), not %d", a.LoginAttempts))
+	}
+	if a.LoginUserAttempts < 0 {
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_LOGIN_USER_ATTEMPTS must not be negative (0 turns the limit off), not %d", a.LoginUserAttempts))
 	}
 	if a.LoginWindow < time.Second {
 		errs = append(errs, fmt.Errorf("DEVOPSTIC_LOGIN_WINDOW must be at least 1s, not %s", a.LoginWindow))
@@ -368,16 +372,16 @@ func (n NATS) validate() error {
 		errs = append(errs, fmt.Errorf("DEVOPSTIC_STREAM_REPLICAS must be between 1 and 5, not %d", n.StreamReplicas))
 	}
 	if n.StreamMaxAge < 0 {
-		errs = append(errs, errors.New("DEVOPSTIC_STREAM_MAX_AGE must not be negative (0 keeps messages forever)"))
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_STREAM_MAX_AGE must not be negative (0 keeps messages forever), not %s", n.StreamMaxAge))
 	}
 	if n.DuplicateWindow <= 0 {
-		errs = append(errs, errors.New("DEVOPSTIC_STREAM_DUPLICATE_WINDOW must be positive, such as 24h"))
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_STREAM_DUPLICATE_WINDOW must be positive, such as 24h, not %s", n.DuplicateWindow))
 	}
 	if n.StreamMaxAge > 0 && n.DuplicateWindow > n.StreamMaxAge {
-		errs = append(errs, errors.New("DEVOPSTIC_STREAM_DUPLICATE_WINDOW must not exceed DEVOPSTIC_STREAM_MAX_AGE"))
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_STREAM_DUPLICATE_WINDOW must not exceed DEVOPSTIC_STREAM_MAX_AGE: %s is longer than %s", n.DuplicateWindow, n.StreamMaxAge))
 	}
 	if n.PublishTimeout <= 0 {
-		errs = append(errs, errors.New("DEVOPSTIC_PUBLISH_TIMEOUT must be positive, such as 5s"))
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_PUBLISH_TIMEOUT must be positive, such as 5s, not %s", n.PublishTimeout))
 	}
 	return errors.Join(errs...)
 }
@@ -388,7 +392,7 @@ func (w WriterTuning) validate() error {
 		errs = append(errs, fmt.Errorf("DEVOPSTIC_WRITER_BATCH_SIZE must be between 1 and 10000, not %d", w.BatchSize))
 	}
 	if w.BatchWait < 0 {
-		errs = append(errs, errors.New("DEVOPSTIC_WRITER_BATCH_WAIT must not be negative"))
+		errs = append(errs, fmt.Errorf("DEVOPSTIC_WRITER_BATCH_WAIT must not be negative, not %s", w.BatchWait))
 	}
 	if w.MaxDeliver < 1 {
 		errs = append(errs, fmt.Errorf("DEVOPSTIC_WRITER_MAX_DELIVER must be at least 1, not %d", w.MaxDeliver))
