@@ -214,3 +214,37 @@ func TestReusedIDWithOtherContentIsAConflict(t *testing.T) {
 	err := h.AddNative([]byte(`{"id":"x","type":"commit","pipeline_id":"p","commit_id":"c2","timestamp":1}`))
 	require.True(t, errors.Is(err, ErrConflict), "%v", err)
 }
+
+// The facts webhook sources give: a push whose head is deployed ships its commits, and a merged
+// pull request's head and merge commit are one change (issue 13's story: a main-branch push
+// [c1, H, M] is two changes, c1 and {H, M} with the earlier of their times).
+func TestLinkedCommitsAreOneChangeAndPushesShip(t *testing.T) {
+	t.Parallel()
+	at := func(h int) time.Time { return day("2026-11-02").Add(time.Duration(h) * time.Hour) }
+	h := New()
+	h.AddChangeTimes(ChangeTimes{Pipeline: "p", Commit: "c1", Committed: at(0)})
+	h.AddChangeTimes(ChangeTimes{Pipeline: "p", Commit: "H", Committed: at(2), Submitted: at(3), Approved: at(4)})
+	h.AddChangeTimes(ChangeTimes{Pipeline: "p", Commit: "M", Committed: at(5)})
+	h.Link("p", "H", "M")
+	h.Push("p", "M", []string{"c1", "H", "M"})
+	require.NoError(t, h.AddDeployReport(DeployReport{Source: "github", Pipeline: "p", Environment: "production",
+		Key: "d1", DeploymentID: "d1", At: at(10), Status: Success, Ships: []string{"M"}}))
+	// A redeploy: a deployment, not a new change.
+	require.NoError(t, h.AddDeployReport(DeployReport{Source: "github", Pipeline: "p", Environment: "production",
+		Key: "d2", DeploymentID: "d2", At: at(20), Status: Success, Ships: []string{"M"}}))
+
+	r, err := h.Report(Query{Pipeline: "p", Environment: "production", From: day("2026-11-02"), To: day("2026-11-03")})
+	require.NoError(t, err)
+	require.Equal(t, int64(2), r.LeadTime.Changes, "c1, and {H, M}")
+	require.Equal(t, int64(9*3600), *r.LeadTime.MedianSeconds, "(10h + 8h) / 2")
+	require.Equal(t, int64(3600), *r.LeadTime.ReviewMedianSeconds)
+	require.Equal(t, int64(6*3600), *r.LeadTime.DeployMedianSeconds)
+
+	// A cause named by a commit a push shipped: the deployment that first shipped it.
+	require.NoError(t, h.AddIncidentReport(IncidentReport{Source: "github", ID: "i1", Pipeline: "p", Environment: "production",
+		At: at(21), Status: Failure, CauseCommit: "c1"}))
+	r, err = h.Report(Query{Pipeline: "p", Environment: "production", From: day("2026-11-02"), To: day("2026-11-03")})
+	require.NoError(t, err)
+	require.Equal(t, int64(1), r.ChangeFailureRate.Failed)
+	require.Equal(t, int64(0), r.ReworkRate.Rework, "both deployments were made before it opened")
+}
