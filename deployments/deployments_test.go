@@ -405,7 +405,7 @@ func forEachCompose(t *testing.T, check func(t *testing.T, p composeProject)) {
 	}
 }
 
-// The path where every service finds its secrets (README's `docker compose exec ingest cat ...`).
+// The path where every service finds its secrets (docs/deploying.md's `docker compose exec ingest cat ...`).
 const composeSecretsPath = "/run/secrets/devopstic"
 
 // The directory under which the "secrets" service writes one directory per service
@@ -1130,7 +1130,7 @@ func TestReaderRole(t *testing.T) {
 	// Viewer's through the query API, can): what holds is the grants. Lifted, the reader still
 	// writes nothing, and creates nothing in schema public.
 	_, err = reader.Exec(ctx, `SET default_transaction_read_only = off; SET statement_timeout = 0`)
-	require.NoError(t, err, "a session may lift the role's defaults: README's Hardening says so")
+	require.NoError(t, err, "a session may lift the role's defaults: docs/hardening.md says so")
 	for _, sql := range []string{`DELETE FROM events`, `CREATE TABLE public.made_by_reader (x int)`, `CREATE FUNCTION public.lower(text) RETURNS text LANGUAGE sql AS 'SELECT $1'`} {
 		_, err = reader.Exec(ctx, sql)
 		require.True(t, errors.As(err, &pgErr), "%s: %v", sql, err)

@@ -1,5 +1,5 @@
 -- The DORA metrics, defined once, in SQL: the metrics API and the Grafana dashboards call these
--- same functions, so they cannot disagree. README.md ("How the metrics are computed") is
+-- same functions, so they cannot disagree. docs/metrics.md ("How the metrics are computed") is
 -- the contract; every figure here is rounded the way the API shows it (seconds to the nearest
 -- whole second, rates to 4 decimals, half away from zero).
 

@@ -1,4 +1,4 @@
--- Replay and rebuild (devopstic replay, devopstic rebuild; README "Operating").
+-- Replay and rebuild (devopstic replay, devopstic rebuild; docs/operating.md).
 
 -- Each event's message headers as the stream delivered them: the receive time to the nanosecond
 -- (received_at keeps microseconds, and an event without a timestamp hashes its receive time into

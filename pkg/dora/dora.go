@@ -3,7 +3,7 @@
 //
 // The figures themselves are computed in Postgres by the functions of
 // migrations/0002_dora.up.sql, which the Grafana dashboards call too; this package only rates
-// them and shapes them. README.md ("How the metrics are computed") records the decisions
+// them and shapes them. docs/metrics.md ("How the metrics are computed") records the decisions
 // DORA.md left open.
 package dora
 

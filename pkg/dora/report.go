@@ -69,7 +69,7 @@ type ReworkRate struct {
 }
 
 // Bucket is one step of a series. Deployments and Failed are change-failure-rate counts:
-// every attempt, and the failed ones (README.md, "How the metrics are computed").
+// every attempt, and the failed ones (docs/metrics.md, "How the metrics are computed").
 type Bucket struct {
 	Start                      time.Time `json:"start"`
 	Deployments                int64     `json:"deployments"`

@@ -14,7 +14,7 @@ import (
 // NativeSource is the source of native events: an incident's identity is (source, id).
 const NativeSource = "native"
 
-// nativeEvent is a native event's fields as README.md's "Sending events" lists them.
+// nativeEvent is a native event's fields as docs/api.md's "Sending events" lists them.
 type nativeEvent struct {
 	ID            *string         `json:"id"`
 	Type          string          `json:"type"`

@@ -80,7 +80,7 @@ func ratio(a, b int64) *float64 {
 	return &r
 }
 
-// Tiers (DORA 2023), rated on exact values, not on the rounded figures shown (README.md).
+// Tiers (DORA 2023), rated on exact values, not on the rounded figures shown (docs/metrics.md).
 const (
 	elite  = "elite"
 	high   = "high"

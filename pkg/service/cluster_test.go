@@ -40,7 +40,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // with 3 replicas, the ingest, and two writers each connected to a different node. 50,000
 // events are posted in batches of 100 by concurrent clients; when a third of them are in, the
 // node leading the stream is shut down, and when two thirds are in it is started again on its
-// store. The clients behave as the README tells CI jobs to: on 503 they retry the same request.
+// store. The clients behave as docs/api.md tells CI jobs to: on 503 they retry the same request.
 //
 // It proves what DESIGN.md promises for the cluster: every event answered 202 is in Postgres,
 // exactly once, and in the stream exactly once (the retries of a request that was partly
@@ -194,7 +194,7 @@ func TestClusterSurvivesTheLossOfANode(t *testing.T) {
 						failures <- fmt.Sprintf("batch %d: still 503 after %d attempts", b, attempt)
 						break
 					}
-					// The README's client retries after Retry-After (2 s); a shorter pause keeps
+					// docs/api.md's client retries after Retry-After (2 s); a shorter pause keeps
 					// the test short and makes more requests meet the leader change.
 					time.Sleep(100 * time.Millisecond)
 				}

@@ -123,7 +123,7 @@ func bigPush(t *testing.T, repo string, size int) (body []byte, commits int) {
 // GitHub sends deliveries of up to 25 MB; DevOpstic takes a delivery of up to
 // DEVOPSTIC_BODY_LIMIT (1 MB by default: hundreds of commits, each listing its files), and answers a larger one 413
 // naming the limit, so that GitHub shows the delivery failed and it can be redelivered once the
-// limit is raised (see Webhooks in the README). What is accepted is written whole.
+// limit is raised (docs/webhooks.md). What is accepted is written whole.
 func TestLargeGitHubPush(t *testing.T) {
 	t.Parallel()
 	s := startGitHubStack(t)

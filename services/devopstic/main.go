@@ -43,7 +43,7 @@ commands:
   migrate   bring the database schema up to date, and the NATS stream with DEVOPSTIC_NATS_URL
   demo      load a generated 90-day history into a running DevOpstic (make demo)
 
-Configuration is read from DEVOPSTIC_* environment variables; see README.md.
+Configuration is read from DEVOPSTIC_* environment variables; see docs/configuration.md.
 `
 
 func main() {

@@ -1,6 +1,6 @@
 // Command ingest is DevOpstic's public HTTP API on its own: it validates events and publishes
 // them to NATS JetStream, and serves the read endpoints from Postgres. Scale it horizontally;
-// it keeps no state. Configuration: DEVOPSTIC_* environment variables (README.md).
+// it keeps no state. Configuration: DEVOPSTIC_* environment variables (docs/configuration.md).
 package main
 
 import (

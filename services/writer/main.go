@@ -1,5 +1,5 @@
 // Command writer consumes DevOpstic's event stream into Postgres, idempotently. Several writers
-// may share the durable consumer. Configuration: DEVOPSTIC_* environment variables (README.md).
+// may share the durable consumer. Configuration: DEVOPSTIC_* environment variables (docs/configuration.md).
 package main
 
 import (
