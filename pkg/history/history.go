@@ -1,27 +1,41 @@
 // Package history generates random delivery histories for the DORA property test: native
-// events (POST /events) of several pipelines and environments, in the shapes that have broken
-// metrics before, the order and repetition they are delivered in, and the questions to ask the
-// metrics API about them. Everything follows from a seed, so a failing history is re-run by
-// its seed alone.
+// events (POST /events) and GitHub deliveries of several pipelines and environments, in the
+// shapes that have broken metrics before, the order and repetition they are delivered in, and
+// the questions to ask the metrics API about them. Everything follows from a seed, so a failing
+// history is re-run by its seed alone.
 //
-// The shapes: changes known by commit, pull request and approval times (or by nothing but a
-// deployment), an earlier commit time learnt late, approvals before submissions; deployments
-// shipping several commits (the head listed again, duplicates in the list), failed attempts and
-// retries, one attempt reported several times with a deployment id (a failure then a success,
-// or the reverse), redeploys and rollbacks of a commit already deployed, a deployment id reused
-// by another environment, changes whose deployment is before or at their commit (lead time zero
-// or negative); incidents opened and resolved, reopened, alerted twice, resolved "before" they
-// opened, never resolved, or known only by their resolution, naming their cause by deployment id,
-// by a deployment id no deployment has, by a full SHA (deployed there or not), by an unknown SHA,
-// or by a prefix two commits share; the same SHA in two pipelines; events with and without a
-// client `id` (the same ids in every pipeline, as ids are per pipeline), timestamps as epoch
-// seconds or RFC 3339 in any offset; deliveries shuffled, in batches, as JSON arrays or NDJSON,
-// some events delivered again (re-rendered, or straight onto the stream past its deduplication).
+// Native pipelines: changes known by commit, pull request and approval times (or by nothing but
+// a deployment), an earlier commit time learnt late, approvals before submissions, times with
+// milliseconds; deployments shipping several commits (the head listed again, duplicates in the
+// list), failed attempts and retries, one attempt reported twice with a deployment id (a failure
+// then a success, or the reverse; the first report listing the head only), redeploys and
+// rollbacks, a deployment id reused by another environment, deployment ids sent as numbers,
+// changes deployed before or at their commit (lead time zero or negative).
+//
+// GitHub repositories (the pipeline names with a slash): pushes to main of one to three commits
+// whose timestamps are in any offset, deployment statuses of main's head (success, failure,
+// error; queued, in_progress and pending, which are no deployment; a final status followed by
+// another), redeploys; deliveries redelivered, sent again under another delivery id, or
+// without one. With GitHubMerge, pull requests too.
+//
+// Every pipeline: incidents (native events) opened and resolved, reopened, alerted twice,
+// resolved "before" they opened, never resolved, or known only by their resolution, opened or
+// resolved the very second of a deployment, lasting exactly a tier's bound, naming their cause by
+// deployment id, by a deployment id no deployment has, by a full SHA (deployed there or not, by
+// a push or by a deploy event), by an unknown SHA, or by a prefix two commits share; the same
+// SHA in two pipelines; events with and without a client `id` (the same ids in every pipeline,
+// as ids are per pipeline), timestamps as epoch seconds or RFC 3339 in any offset. Deliveries are
+// shuffled, in batches, as JSON arrays or NDJSON, some again (re-rendered, or straight onto the
+// stream past its deduplication). Questions: windows of an hour to the whole history, some
+// starting or ending on an event's very instant, given as dates, UTC or offset times; each
+// pipeline or all, each environment or one unknown; every interval.
 //
 // It never reuses a client id for different content within a pipeline (issue 13 has not set
 // that rule yet), never names two causes for one incident or moves an incident between
-// pipelines or environments, and never puts two reports of one pipeline and environment at the
-// same instant: the contract gives no answer for those, or one that rests on hash order.
+// pipelines or environments, never makes two reports of one pipeline and environment at the
+// same instant (the contract breaks such ties by source and id, which a reference would have to
+// hash like the writer), and leaves squash and rebase merges to issue 13's decision on what a
+// change is for each source.
 package history
 
 import (
@@ -55,10 +69,17 @@ const (
 	// seconds, so a median of 86399.5 s is "high" (seed 4 shows it). The SQL returns only the
 	// rounded median, so the fix belongs to the model's rebuild.
 	TierBounds Shape = "tier-bounds"
+	// GitHubMerge: GitHub pull requests (opened, approved or not, pushed in one or two pushes)
+	// merged by a merge commit, whose push to main lists the branch's commits and the merge
+	// commit. DORA.md: "A merged pull request ties its head commit and its merge commit
+	// together: both are the same change"; a change's first deployment is per change. The SQL
+	// counts the head and the merge commit as separate changes, folds the head's push into
+	// both, and decides first deployments per commit (issue 13).
+	GitHubMerge Shape = "github-merge"
 )
 
 // AllShapes are every optional shape.
-var AllShapes = []Shape{ShortSHA, TierBounds}
+var AllShapes = []Shape{ShortSHA, TierBounds, GitHubMerge}
 
 // ParseShapes reads a list such as "short-sha,other" or "all"; "" is none.
 func ParseShapes(s string) (map[Shape]bool, error) {
@@ -84,7 +105,9 @@ func ParseShapes(s string) (map[Shape]bool, error) {
 // ask.
 type History struct {
 	Seed   uint64
-	Events []json.RawMessage // each distinct event once
+	Events []json.RawMessage // each distinct native event once
+	// Webhooks are each distinct GitHub delivery once (Mode GitHub).
+	Webhooks []Delivery
 	// Deliveries deliver every event at least once, some twice or more, in a shuffled order.
 	Deliveries []Delivery
 	Queries    []Query
@@ -104,12 +127,16 @@ const (
 	// Publish puts them straight on the stream without a Nats-Msg-Id, as a redelivery or a
 	// replay does: JetStream's deduplication does not see them, Postgres's keys must.
 	Publish
+	// GitHub posts one GitHub webhook delivery, signed, to /github/events: Events holds its
+	// body, Name its X-GitHub-Event and ID its X-GitHub-Delivery ("" for none).
+	GitHub
 )
 
 // Delivery is one request (or one run of stream messages) of events.
 type Delivery struct {
-	Mode   Mode
-	Events []json.RawMessage
+	Mode     Mode
+	Events   []json.RawMessage
+	Name, ID string
 }
 
 // Query is one question to GET /api/v1/metrics/dora.
@@ -163,7 +190,9 @@ func Generate(seed uint64, shapes map[Shape]bool) *History {
 	g.start = time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC).Add(time.Duration(g.rng.IntN(60*24)) * time.Hour)
 	g.span = time.Duration(20+g.rng.IntN(40)) * 24 * time.Hour
 
-	pool := []string{"api", "web", "acme/billing", "it's ops", "svc.payments"}
+	// The names with a slash are GitHub repositories: their changes and deployments come as
+	// GitHub deliveries, their incidents as native events.
+	pool := []string{"api", "web", "acme/billing", "it's ops", "svc.payments", "acme/shop"}
 	g.rng.Shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
 	h.Pipelines = pool[:2+g.rng.IntN(2)]
 	h.Environments = []string{"production", "staging"}
@@ -171,9 +200,13 @@ func Generate(seed uint64, shapes map[Shape]bool) *History {
 		h.Environments = append(h.Environments, "eu-prod")
 	}
 	for _, p := range h.Pipelines {
+		if strings.Contains(p, "/") {
+			g.githubPipeline(p, h.Environments)
+			continue
+		}
 		g.pipeline(p, h.Environments)
 	}
-	h.Events = g.events
+	h.Events, h.Webhooks = g.events, g.webhooks
 	h.Deliveries = g.deliveries()
 	h.Queries = g.queries(h.Pipelines, h.Environments)
 	return h
@@ -191,6 +224,8 @@ type gen struct {
 	incidents  int
 	allCommits []string    // every SHA made so far, for twins and reuse across pipelines
 	instants   []time.Time // of every event, for windows that start or end on one
+	webhooks   []Delivery
+	deployment int // GitHub deployment ids
 }
 
 type change struct {
@@ -647,18 +682,30 @@ func (g *gen) deliveries() []Delivery {
 	}
 	g.rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
 	var out []Delivery
+	for _, w := range g.webhooks {
+		out = append(out, w)
+		switch r := g.rng.Float64(); {
+		case r < 0.1:
+			out = append(out, w) // redelivered
+		case r < 0.15:
+			again := w
+			again.ID = g.guid() // the same body as another delivery
+			out = append(out, again)
+		}
+	}
 	for len(all) > 0 {
 		n := min(len(all), 1+g.rng.IntN(60))
 		d := Delivery{Events: all[:n]}
 		switch r := g.rng.Float64(); {
 		case r < 0.15:
 			d.Mode = PostNDJSON
-		case r < 0.25:
+		case r < 0.3:
 			d.Mode = Publish
 		}
 		out = append(out, d)
 		all = all[n:]
 	}
+	g.rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	return out
 }
 
@@ -743,4 +790,185 @@ func (g *gen) queries(pipelines, envs []string) []Query {
 		out = append(out, q)
 	}
 	return out
+}
+
+// githubPipeline generates a GitHub repository's history: pushes to main (and, with
+// GitHubMerge, pull requests merged by a merge commit), deployment statuses of main's head, and
+// native incidents.
+func (g *gen) githubPipeline(p string, envs []string) {
+	type push struct {
+		head    string
+		at      time.Time
+		commits []string
+	}
+	var (
+		pushes []push
+		shas   []string
+		prs    int
+	)
+	commit := func(at time.Time) map[string]any {
+		sha := g.sha(shas)
+		shas = append(shas, sha)
+		ts := at.UTC().Format(time.RFC3339)
+		if g.chance(0.3) {
+			ts = at.In(zones[g.rng.IntN(len(zones))]).Format(time.RFC3339) // as git writes it
+		}
+		g.instants = append(g.instants, at)
+		return map[string]any{"id": sha, "timestamp": ts, "message": "change " + sha[:7]}
+	}
+	pushTo := func(ref string, at time.Time, commits []map[string]any) push {
+		head := commits[len(commits)-1]["id"].(string)
+		g.webhook("push", map[string]any{"ref": ref, "after": head, "commits": commits, "head_commit": commits[len(commits)-1],
+			"repository": map[string]any{"full_name": p}})
+		var ids []string
+		for _, c := range commits {
+			ids = append(ids, c["id"].(string))
+		}
+		return push{head: head, at: at, commits: ids}
+	}
+
+	t := g.start.Add(g.between(0, 12*time.Hour))
+	for t.Before(g.start.Add(g.span)) {
+		// A pull request merged by a merge commit (GitHubMerge), or commits pushed to main. The
+		// draws are made either way, so that the rest of the history is the same.
+		merge := g.chance(0.5) && g.shapes[GitHubMerge]
+		k := 1 + g.rng.IntN(3)
+		var (
+			commits []map[string]any
+			times   []time.Time
+		)
+		at := t
+		for range k {
+			at = at.Add(g.between(time.Minute, 5*time.Hour))
+			commits, times = append(commits, commit(at)), append(times, at)
+		}
+		if !merge {
+			pushes = append(pushes, pushTo("refs/heads/main", at, commits))
+			t = at.Add(g.between(time.Hour, 2*24*time.Hour))
+			continue
+		}
+		prs++
+		branch := fmt.Sprintf("refs/heads/change-%d", prs)
+		split := 1 + g.rng.IntN(len(commits))
+		pushTo(branch, times[split-1], commits[:split])
+		if split < len(commits) {
+			pushTo(branch, at, commits[split:])
+		}
+		head := commits[len(commits)-1]["id"].(string)
+		created := at.Add(g.between(time.Minute, 3*time.Hour)) // opened once its commits are pushed
+		pr := func(action string, extra map[string]any) map[string]any {
+			body := map[string]any{"number": prs, "created_at": created.UTC().Format(time.RFC3339),
+				"head": map[string]any{"sha": head, "ref": strings.TrimPrefix(branch, "refs/heads/")}}
+			for k, v := range extra {
+				body[k] = v
+			}
+			return map[string]any{"action": action, "pull_request": body, "repository": map[string]any{"full_name": p}}
+		}
+		g.webhook("pull_request", pr("opened", nil))
+		decided := latestOf(created, at)
+		if g.chance(0.7) {
+			decided = decided.Add(g.between(10*time.Minute, 24*time.Hour))
+			g.instants = append(g.instants, decided)
+			review := map[string]any{"action": "submitted", "review": map[string]any{"state": "approved",
+				"submitted_at": decided.UTC().Format(time.RFC3339), "commit_id": head},
+				"pull_request": pr("", nil)["pull_request"], "repository": map[string]any{"full_name": p}}
+			g.webhook("pull_request_review", review)
+		}
+		merged := decided.Add(g.between(5*time.Minute, 24*time.Hour))
+		m := commit(merged)
+		g.webhook("pull_request", pr("closed", map[string]any{"merged": true, "merged_at": merged.UTC().Format(time.RFC3339),
+			"merge_commit_sha": m["id"]}))
+		pushes = append(pushes, pushTo("refs/heads/main", merged, append(commits, m)))
+		t = merged.Add(g.between(time.Hour, 2*24*time.Hour))
+	}
+
+	attempts := map[string][]attempt{}
+	for _, env := range envs {
+		attempts[env] = g.githubDeployments(p, env, func(at time.Time) (string, []string) {
+			var tip *push
+			for i := range pushes {
+				if !pushes[i].at.After(at) {
+					tip = &pushes[i]
+				}
+			}
+			if tip == nil {
+				return "", nil
+			}
+			return tip.head, tip.commits
+		})
+	}
+	for _, env := range envs {
+		k := 2 + g.rng.IntN(5)
+		if env != "production" {
+			k = g.rng.IntN(3)
+		}
+		for range k {
+			g.incident(p, env, attempts[env], shas)
+		}
+	}
+}
+
+// githubDeployments are an environment's GitHub deployments of main's head (tip gives it, and
+// its push's commits, at a time), each told by deployment statuses.
+func (g *gen) githubDeployments(p, env string, tip func(time.Time) (string, []string)) []attempt {
+	var (
+		out      []attempt
+		deployed string
+	)
+	every := []time.Duration{6 * time.Hour, 24 * time.Hour, 2 * 24 * time.Hour}[g.rng.IntN(3)]
+	for t := g.start.Add(g.between(time.Hour, every)); t.Before(g.start.Add(g.span + 3*24*time.Hour)); t = t.Add(g.between(every/2, 2*every)) {
+		head, commits := tip(t)
+		if head == "" || (head == deployed && !g.chance(0.2)) {
+			continue
+		}
+		g.deployment++
+		a := attempt{id: fmt.Sprint(7000000 + g.deployment), success: g.chance(0.8), ships: commits}
+		status := func(state string, at time.Time) {
+			g.instants = append(g.instants, at)
+			g.webhook("deployment_status", map[string]any{"action": "created",
+				"deployment_status": map[string]any{"id": 9000000 + len(g.webhooks), "state": state,
+					"created_at": at.UTC().Format(time.RFC3339), "updated_at": at.UTC().Format(time.RFC3339)},
+				"deployment": map[string]any{"id": 7000000 + g.deployment, "sha": head, "environment": env, "ref": "main"},
+				"repository": map[string]any{"full_name": p}})
+		}
+		a.at = g.instant(p, env, t)
+		if g.chance(0.3) {
+			status([]string{"queued", "in_progress", "pending"}[g.rng.IntN(3)], a.at.Add(-time.Minute)) // not final: ignored
+		}
+		if g.chance(0.15) { // a final status, then another: the latest decides
+			if earlier := g.instant(p, env, a.at.Add(-g.between(time.Minute, 30*time.Minute))); earlier.Before(a.at) {
+				status(map[bool]string{true: "error", false: "success"}[a.success], earlier)
+			}
+		}
+		final := "success"
+		if !a.success {
+			final = []string{"failure", "error"}[g.rng.IntN(2)]
+		}
+		status(final, a.at)
+		out = append(out, a)
+		if a.success {
+			deployed = head
+		}
+	}
+	return out
+}
+
+// webhook adds a GitHub delivery, most with a delivery id.
+func (g *gen) webhook(name string, body map[string]any) {
+	d := Delivery{Mode: GitHub, Name: name, Events: []json.RawMessage{mustJSON(body)}}
+	if g.chance(0.9) {
+		d.ID = g.guid()
+	}
+	g.webhooks = append(g.webhooks, d)
+}
+
+func (g *gen) guid() string {
+	return fmt.Sprintf("%08x-%04x-%04x-%04x-%012x", g.rng.Uint32(), g.rng.IntN(1<<16), g.rng.IntN(1<<16), g.rng.IntN(1<<16), g.rng.Uint64()&(1<<48-1))
+}
+
+func latestOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

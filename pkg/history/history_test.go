@@ -24,6 +24,7 @@ func TestSameSeedSameHistory(t *testing.T) {
 
 // A shape left out by default differs from the default history in the shape's events only:
 // short SHAs where the default names the cause otherwise, and commit events it does not have.
+// (GitHubMerge makes another history.)
 func TestShapesChangeOnlyTheirEvents(t *testing.T) {
 	t.Parallel()
 	for seed := uint64(1); seed <= 20; seed++ {
@@ -188,8 +189,53 @@ func TestDefaultSeedsCoverTheShapes(t *testing.T) {
 				seen["incident alerted twice"]++
 			}
 		}
+		for _, w := range h.Webhooks {
+			var body struct {
+				Repository struct {
+					FullName string `json:"full_name"`
+				} `json:"repository"`
+				Commits []struct {
+					ID string `json:"id"`
+				} `json:"commits"`
+				DeploymentStatus struct {
+					State string `json:"state"`
+				} `json:"deployment_status"`
+			}
+			require.NoError(t, json.Unmarshal(w.Events[0], &body))
+			seen["GitHub "+w.Name]++
+			if w.ID == "" {
+				seen["GitHub delivery without an id"]++
+			}
+			if s := body.DeploymentStatus.State; s != "" {
+				seen["GitHub deployment "+s]++
+			}
+			for _, c := range body.Commits {
+				if shaPipelines[c.ID] == nil {
+					shaPipelines[c.ID] = map[string]bool{}
+				}
+				shaPipelines[c.ID][body.Repository.FullName] = true
+				if len(shaPipelines[c.ID]) == 2 {
+					seen["one SHA in two pipelines"]++
+				}
+			}
+			if len(body.Commits) >= 2 {
+				seen["GitHub push of several commits"]++
+			}
+		}
 		copies := map[string]int{}
+		ids := map[string]int{}
 		for _, d := range h.Deliveries {
+			if d.Mode == GitHub {
+				if d.ID != "" {
+					if ids[d.ID]++; ids[d.ID] == 2 {
+						seen["GitHub redelivery"]++
+					}
+				}
+				if copies[string(d.Events[0])]++; copies[string(d.Events[0])] == 2 && ids[d.ID] == 1 {
+					seen["GitHub body again under another delivery id"]++
+				}
+				continue
+			}
 			switch d.Mode {
 			case PostNDJSON:
 				seen["NDJSON delivery"]++
@@ -225,6 +271,9 @@ func TestDefaultSeedsCoverTheShapes(t *testing.T) {
 		"incident known only by its resolution", "incident never resolved", "incident reopened", "incident alerted twice",
 		"NDJSON delivery", "straight onto the stream", "JSON delivery", "the same bytes delivered twice",
 		"an event delivered again, written otherwise",
+		"GitHub push", "GitHub push of several commits", "GitHub deployment_status", "GitHub deployment success",
+		"GitHub deployment failure", "GitHub deployment error", "GitHub deployment in_progress", "GitHub redelivery",
+		"GitHub body again under another delivery id", "GitHub delivery without an id",
 	} {
 		require.Positive(t, seen[shape], "seeds 1 to %d have no %q", makeTestSeeds, shape)
 	}
@@ -242,8 +291,15 @@ func TestDeliveriesAreTheEvents(t *testing.T) {
 		}
 		for _, d := range h.Deliveries {
 			for _, e := range d.Events {
-				require.NoError(t, delivered.AddNative(e))
+				if d.Mode == GitHub {
+					require.NoError(t, delivered.AddGitHub(d.Name, e))
+				} else {
+					require.NoError(t, delivered.AddNative(e))
+				}
 			}
+		}
+		for _, w := range h.Webhooks {
+			require.NoError(t, events.AddGitHub(w.Name, w.Events[0]))
 		}
 		for _, q := range h.Queries {
 			oq := oracle.Query{Pipeline: q.Pipeline, Environment: "production", From: q.From, To: q.To, Interval: q.Interval}

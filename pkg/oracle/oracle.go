@@ -10,9 +10,10 @@
 // AddChangeTimes, Link, Push, AddDeployReport and AddIncidentReport; each is commutative and
 // idempotent, so the facts are the same whatever order the events arrive in and however many
 // times. Sources map their events to those facts: AddNative reads a native event (POST
-// /events) as README.md's "Sending events" describes it. A webhook source (a GitHub push, a
-// pull request merged by merge, squash or rebase, a deployment_status) is added the same way, as
-// one more function mapping its payload to the same facts.
+// /events) as the API's documentation describes it, AddGitHub a GitHub delivery (push,
+// pull_request, pull_request_review, deployment_status). Another source (GitLab, GitHub's
+// incident issues) is one more such function; squash and rebase merges wait for issue 13 to
+// decide what a change is for each source.
 //
 // Where DORA.md leaves room, the reference reads it so, and the metrics API agrees today:
 //   - an incident's deployment_id names the attempts with that id in the incident's pipeline and
@@ -66,6 +67,9 @@ type commitKey struct{ pipeline, commit string }
 // changeTimes are the earliest known times of one commit; nil when unknown.
 type changeTimes struct {
 	committed, submitted, approved *time.Time
+	// mergedUnapproved is when a pull request of the commit was merged: its approval when no
+	// review approved it.
+	mergedUnapproved *time.Time
 }
 
 // attemptKey names one deploy attempt: its source's id for it (or the event's identity when
@@ -102,6 +106,9 @@ const (
 type ChangeTimes struct {
 	Pipeline, Commit               string
 	Committed, Submitted, Approved time.Time
+	// MergedUnapproved is a pull request's merge: the change's approval unless a review
+	// approved it (DORA.md: "a pull request merged without an approving review").
+	MergedUnapproved time.Time
 }
 
 // AddChangeTimes records a commit as known, with whatever times the event gives. A change's
@@ -116,6 +123,7 @@ func (h *History) AddChangeTimes(c ChangeTimes) {
 	ct.committed = earliest(ct.committed, c.Committed)
 	ct.submitted = earliest(ct.submitted, c.Submitted)
 	ct.approved = earliest(ct.approved, c.Approved)
+	ct.mergedUnapproved = earliest(ct.mergedUnapproved, c.MergedUnapproved)
 }
 
 func earliest(have *time.Time, t time.Time) *time.Time {

@@ -248,3 +248,41 @@ func TestLinkedCommitsAreOneChangeAndPushesShip(t *testing.T) {
 	require.Equal(t, int64(1), r.ChangeFailureRate.Failed)
 	require.Equal(t, int64(0), r.ReworkRate.Rework, "both deployments were made before it opened")
 }
+
+// GitHub deliveries map to the same facts: issue 13's main-branch push [c1, H, M] of a pull
+// request merged by a merge commit is two changes, c1 and {H, M}; a non-final deployment
+// status is no deployment; "error" is a failure.
+func TestGitHubDeliveriesAreFacts(t *testing.T) {
+	t.Parallel()
+	h := New()
+	for _, d := range []struct{ event, body string }{
+		{"push", `{"ref":"refs/heads/feature","after":"H","repository":{"full_name":"acme/api"},
+		  "commits":[{"id":"c1","timestamp":"2026-11-02T00:00:00Z"},{"id":"H","timestamp":"2026-11-02T02:00:00+01:00"}]}`},
+		{"pull_request", `{"action":"opened","repository":{"full_name":"acme/api"},
+		  "pull_request":{"number":1,"created_at":"2026-11-02T03:00:00Z","head":{"sha":"H"}}}`},
+		{"pull_request", `{"action":"closed","repository":{"full_name":"acme/api"},
+		  "pull_request":{"number":1,"created_at":"2026-11-02T03:00:00Z","head":{"sha":"H"},"merged":true,
+		  "merged_at":"2026-11-02T05:00:00Z","merge_commit_sha":"M"}}`},
+		{"push", `{"ref":"refs/heads/main","after":"M","head_commit":{"id":"M"},"repository":{"full_name":"acme/api"},
+		  "commits":[{"id":"c1","timestamp":"2026-11-02T00:00:00Z"},{"id":"H","timestamp":"2026-11-02T01:00:00Z"},
+		             {"id":"M","timestamp":"2026-11-02T05:00:00Z"}]}`},
+		{"deployment_status", `{"repository":{"full_name":"acme/api"},"deployment":{"id":7,"sha":"M","environment":"production"},
+		  "deployment_status":{"state":"in_progress","created_at":"2026-11-02T09:00:00Z"}}`},
+		{"deployment_status", `{"repository":{"full_name":"acme/api"},"deployment":{"id":7,"sha":"M","environment":"production"},
+		  "deployment_status":{"state":"success","created_at":"2026-11-02T10:00:00Z"}}`},
+		{"deployment_status", `{"repository":{"full_name":"acme/api"},"deployment":{"id":8,"sha":"M","environment":"production"},
+		  "deployment_status":{"state":"error","created_at":"2026-11-02T11:00:00Z"}}`},
+		{"issues", `{"action":"opened"}`},
+	} {
+		require.NoError(t, h.AddGitHub(d.event, []byte(d.body)), d.body)
+	}
+	r, err := h.Report(Query{Pipeline: "acme/api", Environment: "production", From: day("2026-11-02"), To: day("2026-11-03")})
+	require.NoError(t, err)
+	require.Equal(t, int64(2), r.LeadTime.Changes, "c1, and {H, M}")
+	require.Equal(t, int64(9*3600+1800), *r.LeadTime.MedianSeconds, "c1 10h, {H, M} 9h (H committed at 01:00Z)")
+	require.Equal(t, int64(2*3600), *r.LeadTime.ReviewMedianSeconds, "opened at 03:00, merged unreviewed at 05:00")
+	require.Equal(t, int64(5*3600), *r.LeadTime.DeployMedianSeconds)
+	require.Equal(t, int64(1), r.DeploymentFrequency.Deployments)
+	require.Equal(t, int64(2), r.ChangeFailureRate.Deployments)
+	require.Equal(t, int64(1), r.ChangeFailureRate.Failed, "error is a failure")
+}

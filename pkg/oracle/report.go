@@ -475,6 +475,10 @@ func (h *History) leadTimes(environment string) []leadTime {
 			times.committed = earliestPtr(times.committed, ct.committed)
 			times.submitted = earliestPtr(times.submitted, ct.submitted)
 			times.approved = earliestPtr(times.approved, ct.approved)
+			times.mergedUnapproved = earliestPtr(times.mergedUnapproved, ct.mergedUnapproved)
+		}
+		if times.approved == nil {
+			times.approved = times.mergedUnapproved // merged without an approving review
 		}
 		start := earliestPtr(earliestPtr(times.committed, times.submitted), times.approved)
 		if start == nil {

@@ -40,6 +40,10 @@ import (
 //	  tier-bounds  seed 4: a lead time median of 86399.5 s is rated "high", not "elite" (DORA.md:
 //	               elite is "< 1 day"; README.md: tiers are "rated on exact values ..., not on
 //	               the rounded figures shown"); the SQL returns the median rounded
+//	  github-merge seed 1: a pull request merged by a merge commit, pushed to main as
+//	               [c1, H, M], is counted as three changes with c1's time folded into M; DORA.md
+//	               gives two ("A merged pull request ties its head commit and its merge commit
+//	               together: both are the same change"): c1, and {H, M} with their earliest time
 const (
 	envSeeds  = "DEVOPSTIC_PROPERTY_SEEDS"
 	envSeed   = "DEVOPSTIC_PROPERTY_SEED"
@@ -51,8 +55,9 @@ const (
 
 // Every figure of every metric, for random windows, pipelines (or all), environments and
 // intervals, equals the reference implementation's (pkg/oracle) on random histories
-// (pkg/history) delivered through the whole stack: shuffled, in batches, some events twice,
-// some straight onto the stream, written by three writers at once.
+// (pkg/history) of native events and GitHub deliveries, delivered through the whole stack:
+// shuffled, in batches, some twice, some straight onto the stream, written by three writers at
+// once.
 func TestPropertyDORAMatchesReference(t *testing.T) {
 	t.Parallel()
 	shapes, err := history.ParseShapes(os.Getenv(envShapes))
@@ -90,12 +95,16 @@ func checkHistory(t *testing.T, h *history.History) {
 	ref := oracle.New()
 	for _, d := range h.Deliveries {
 		for _, e := range d.Events {
-			require.NoError(t, ref.AddNative(e), "seed %d: the reference refused %s", h.Seed, e)
+			add := ref.AddNative
+			if d.Mode == history.GitHub {
+				add = func(body []byte) error { return ref.AddGitHub(d.Name, body) }
+			}
+			require.NoError(t, add(e), "seed %d: the reference refused %s", h.Seed, e)
 		}
 	}
 
 	began := time.Now()
-	s := startStack(t, "", withEnv("DEVOPSTIC_WRITER_BATCH_SIZE", "40"))
+	s := startStack(t, "", withEnv("DEVOPSTIC_WRITER_BATCH_SIZE", "40"), withEnv("DEVOPSTIC_GITHUB_WEBHOOK_SECRET", githubSecret))
 	s.extraWriters(2)
 	started := time.Now()
 	s.deliverHistory(h.Deliveries)
@@ -119,8 +128,8 @@ func checkHistory(t *testing.T, h *history.History) {
 			failures = append(failures, fmt.Sprintf("GET %s\n    %s", path, strings.Join(diff, "\n    ")))
 		}
 	}
-	t.Logf("seed %d: %d events in %d deliveries; stack %s, delivered and written %s, %d queries %s", h.Seed, len(h.Events),
-		len(h.Deliveries), started.Sub(began).Round(time.Millisecond), written.Sub(started).Round(time.Millisecond),
+	t.Logf("seed %d: %d native events and %d GitHub deliveries in %d deliveries; stack %s, delivered and written %s, %d queries %s",
+		h.Seed, len(h.Events), len(h.Webhooks), len(h.Deliveries), started.Sub(began).Round(time.Millisecond), written.Sub(started).Round(time.Millisecond),
 		len(h.Queries), time.Since(written).Round(time.Millisecond))
 	if len(failures) > 0 {
 		rerun := fmt.Sprintf("%s=%d", envSeed, h.Seed)
@@ -141,11 +150,16 @@ func (s *stack) deliverHistory(ds []history.Delivery) {
 	s.t.Helper()
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
-	post := func(contentType, body string) {
-		req, err := http.NewRequest("POST", s.base+"/events", strings.NewReader(body))
+	post := func(path, contentType, body string, headers ...string) {
+		req, err := http.NewRequest("POST", s.base+path, strings.NewReader(body))
 		require.NoError(s.t, err)
 		req.Header.Set("Content-Type", contentType)
 		req.Header.Set("Authorization", "Bearer "+s.token)
+		for i := 0; i+1 < len(headers); i += 2 {
+			if headers[i+1] != "" {
+				req.Header.Set(headers[i], headers[i+1])
+			}
+		}
 		resp, err := client.Do(req)
 		require.NoError(s.t, err)
 		defer resp.Body.Close()
@@ -164,14 +178,17 @@ func (s *stack) deliverHistory(ds []history.Delivery) {
 					lines = append(lines, string(e))
 				}
 				switch {
+				case d.Mode == history.GitHub:
+					post("/github/events", "application/json", lines[0], "X-GitHub-Event", d.Name,
+						"X-GitHub-Delivery", d.ID, "X-Hub-Signature-256", sign([]byte(lines[0])))
 				case d.Mode == history.Publish:
 					s.publishRaw(lines, received)
 				case d.Mode == history.PostNDJSON:
-					post("application/x-ndjson", strings.Join(lines, "\n")+"\n")
+					post("/events", "application/x-ndjson", strings.Join(lines, "\n")+"\n")
 				case len(lines) == 1:
-					post("application/json", lines[0])
+					post("/events", "application/json", lines[0])
 				default:
-					post("application/json", "["+strings.Join(lines, ",")+"]")
+					post("/events", "application/json", "["+strings.Join(lines, ",")+"]")
 				}
 			}
 		})
