@@ -202,7 +202,8 @@ func (s *stack) extraWriters(n int) {
 	s.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	s.t.Cleanup(func() { cancel(); wg.Wait() })
+	// Cleanups run last registered first: the writers stop before their connections close.
+	defer s.t.Cleanup(func() { cancel(); wg.Wait() })
 	log := slogFor(s.t)
 	for i := range n {
 		login := s.nats.Login(stream.RoleWriter)
