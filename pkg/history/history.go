@@ -60,13 +60,13 @@ const (
 	// ShortSHA: incidents naming their cause by a unique prefix of 7 to 12 hex characters of a
 	// commit. DORA.md: "A commit may be named by a prefix of at least 7 hex characters when
 	// exactly one known commit of the pipeline has it." The SQL compares cause_commit_id with
-	// full commit ids only, so the deployment is not counted as failed (seed 1 shows it).
+	// full commit ids only, so the deployment is not counted as failed (seed 3 shows it).
 	ShortSHA Shape = "short-sha"
 	// TierBounds: changes whose lead time is exactly an hour, a day (or a second either side),
 	// a week or 30 days, so that a median falls half a second below a tier's bound. DORA.md
 	// rates "lead time (median) < 1 day" as elite and README.md says tiers are "rated on exact
 	// values ..., not on the rounded figures shown"; the API rates the median rounded to whole
-	// seconds, so a median of 86399.5 s is "high" (seed 4 shows it). The SQL returns only the
+	// seconds, so a median of 86399.5 s is "high" (seed 24 shows it). The SQL returns only the
 	// rounded median, so the fix belongs to the model's rebuild.
 	TierBounds Shape = "tier-bounds"
 	// GitHubMerge: GitHub pull requests (opened, approved or not, pushed in one or two pushes)
@@ -74,7 +74,7 @@ const (
 	// commit. DORA.md: "A merged pull request ties its head commit and its merge commit
 	// together: both are the same change"; a change's first deployment is per change. The SQL
 	// counts the head and the merge commit as separate changes, folds the head's push into
-	// both, and decides first deployments per commit (issue 13).
+	// both, and decides first deployments per commit (issue 13; seed 1 shows it).
 	GitHubMerge Shape = "github-merge"
 )
 

@@ -33,11 +33,11 @@ import (
 //	DEVOPSTIC_PROPERTY_SHAPES=all       also the shapes the metrics API is known to get wrong,
 //	                                    left out of make test until issue 13's model handles
 //	                                    them (or a list of them; pkg/history's Shapes says more):
-//	  short-sha    seed 1: an incident naming its cause by a unique prefix of 7+ hex characters
+//	  short-sha    seed 3: an incident naming its cause by a unique prefix of 7+ hex characters
 //	               does not count the deployment as failed (DORA.md: "A commit may be named by a
 //	               prefix of at least 7 hex characters when exactly one known commit of the
 //	               pipeline has it"); the SQL compares full ids only
-//	  tier-bounds  seed 4: a lead time median of 86399.5 s is rated "high", not "elite" (DORA.md:
+//	  tier-bounds  seed 24: a lead time median of 86399.5 s is rated "high", not "elite" (DORA.md:
 //	               elite is "< 1 day"; README.md: tiers are "rated on exact values ..., not on
 //	               the rounded figures shown"); the SQL returns the median rounded
 //	  github-merge seed 1: a pull request merged by a merge commit, pushed to main as
