@@ -64,7 +64,7 @@ const (
 	ShortSHA Shape = "short-sha"
 	// TierBounds: changes whose lead time is exactly an hour, a day (or a second either side),
 	// a week or 30 days, so that a median falls half a second below a tier's bound. DORA.md
-	// rates "lead time (median) < 1 day" as elite and README.md says tiers are "rated on exact
+	// rates "lead time (median) < 1 day" as elite and docs/metrics.md says tiers are "rated on exact
 	// values ..., not on the rounded figures shown"; the API rates the median rounded to whole
 	// seconds, so a median of 86399.5 s is "high" (seed 24 shows it). The SQL returns only the
 	// rounded median, so the fix belongs to the model's rebuild.

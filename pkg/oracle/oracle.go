@@ -1,5 +1,5 @@
 // Package oracle is a reference implementation of the DORA contract (DORA.md and
-// the decisions in README.md's "How the metrics are computed"), in memory, for the property
+// the decisions in docs/metrics.md's "How the metrics are computed"), in memory, for the property
 // test that compares it with the metrics API.
 //
 // It is written from the contract and shares nothing with the SQL or the writer: it imports no
@@ -175,7 +175,7 @@ type DeployReport struct {
 }
 
 // AddDeployReport records one report of a deploy attempt. Several reports of one attempt are
-// one deployment; the latest report decides its status and time (README.md).
+// one deployment; the latest report decides its status and time (docs/api.md, Sending events).
 func (h *History) AddDeployReport(r DeployReport) error {
 	if r.Status != Success && r.Status != Failure {
 		return fmt.Errorf("oracle: deploy status %q", r.Status)

@@ -518,7 +518,7 @@ func (h *History) change(k commitKey) []string {
 	return members
 }
 
-// final is the attempt's latest report, which decides its status and time (README.md).
+// final is the attempt's latest report, which decides its status and time (docs/api.md, Sending events).
 func (a *attempt) final() report {
 	last := a.reports[0]
 	for _, r := range a.reports[1:] {

@@ -38,7 +38,7 @@ import (
 //	               prefix of at least 7 hex characters when exactly one known commit of the
 //	               pipeline has it"); the SQL compares full ids only
 //	  tier-bounds  seed 24: a lead time median of 86399.5 s is rated "high", not "elite" (DORA.md:
-//	               elite is "< 1 day"; README.md: tiers are "rated on exact values ..., not on
+//	               elite is "< 1 day"; docs/metrics.md: tiers are "rated on exact values ..., not on
 //	               the rounded figures shown"); the SQL returns the median rounded
 //	  github-merge seed 1: a pull request merged by a merge commit, pushed to main as
 //	               [c1, H, M], is counted as three changes with c1's time folded into M; DORA.md
