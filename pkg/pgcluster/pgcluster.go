@@ -474,7 +474,7 @@ func (c *Cluster) lock(ctx context.Context, running bool) error {
 		}
 	}
 	c.password = password
-	if bytes.Contains(hba, []byte("trust")) {
+	if trusts(hba) {
 		fmt.Fprintf(c.opts.Log, "PostgreSQL in %s trusted every local connection (as DevOpstic made it before): "+
 			"it now requires the password kept in %s\n", c.opts.DataDir, path)
 	}
@@ -485,6 +485,18 @@ func (c *Cluster) lock(ctx context.Context, running bool) error {
 		return err
 	}
 	return c.writeServerFile(hbaName, hbaConf)
+}
+
+// trusts says whether a pg_hba.conf has a rule with the method trust. Comments do not count:
+// the sample initdb writes names every method in them, trust included.
+func trusts(hba []byte) bool {
+	for _, line := range strings.Split(string(hba), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		if slices.Contains(strings.Fields(line), "trust") {
+			return true
+		}
+	}
+	return false
 }
 
 // setPasswordSingleUser sets the superuser's password with the server stopped.

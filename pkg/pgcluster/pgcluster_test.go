@@ -2,6 +2,7 @@ package pgcluster_test
 
 import (
 	"context"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -80,8 +81,12 @@ func TestStartCreateDatabaseAndRestart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	opts := testOptions(t)
+	var log strings.Builder
+	opts.Log = io.MultiWriter(testWriter{t}, &log)
 	c := startCluster(t, opts)
 	require.NotZero(t, c.Port())
+	require.Contains(t, log.String(), "initialising a PostgreSQL cluster")
+	require.NotContains(t, log.String(), "trusted every local connection", "a new cluster trusted no one")
 
 	require.NoError(t, c.CreateDatabase(ctx, "app test", ""))
 	require.NoError(t, c.CreateDatabase(ctx, "app test", ""), "creating an existing database is a no-op")
@@ -295,8 +300,12 @@ func TestStartUpgradesATrustingCluster(t *testing.T) {
 	t.Run("stopped", func(t *testing.T) {
 		makeTrusting(t, c)
 		require.NoError(t, c.Stop())
-		again, err := pgcluster.Start(ctx, opts)
+		var log strings.Builder
+		logged := opts
+		logged.Log = io.MultiWriter(testWriter{t}, &log)
+		again, err := pgcluster.Start(ctx, logged)
 		require.NoError(t, err)
+		require.Contains(t, log.String(), "trusted every local connection", "the operator is told")
 		requireLocked(t, again, "app")
 		var v int
 		require.NoError(t, connect(t, again.URL("app")).QueryRow(ctx, "SELECT v FROM kept").Scan(&v))
