@@ -51,9 +51,10 @@ const (
 	confName = "devopstic.conf"
 	logName  = "server.log"
 
-	// passwordName holds the superuser's password, made on the first start.
-	passwordName = "devopstic-password"
-	hbaName      = "pg_hba.conf"
+	// passwordFileName is the file, in the data directory, that keeps the superuser's
+	// password, made on the first start.
+	passwordFileName = "devopstic-password"
+	hbaName          = "pg_hba.conf"
 
 	readyTimeout = 30 * time.Second
 	logTailLines = 20
@@ -68,7 +69,7 @@ const (
 // that a cluster an older DevOpstic made with `initdb --auth=trust` is locked
 // on its next start.
 const hbaConf = `# Written by DevOpstic's pgcluster on every start; edits are lost.
-# Every connection proves the password kept in ` + passwordName + `.
+# Every connection proves the password kept in ` + passwordFileName + `.
 local   all   all                  scram-sha-256
 host    all   all   127.0.0.1/32   scram-sha-256
 `
@@ -209,7 +210,7 @@ type Cluster struct {
 	opts     Options // BinDir and DataDir absolute, Log non-nil
 	account  *account
 	port     int
-	password string // the superuser's, as kept in passwordName
+	password string // the superuser's, as kept in passwordFileName
 	started  bool   // this Cluster started the server, rather than finding it running
 }
 
@@ -438,14 +439,14 @@ func (c *Cluster) initdb(ctx context.Context) error {
 }
 
 // lock makes sure that the cluster takes connections with the password kept
-// in passwordName only, and loads the password into c. Without a kept password
+// in passwordFileName only, and loads the password into c. Without a kept password
 // a new one is made; then, or when pg_hba.conf is not ours (an older version's
 // trust, or a crash between the two steps), the superuser is given the
 // password and pg_hba.conf is rewritten. A running server is changed where it
 // runs, through a connection its old pg_hba.conf lets in; a stopped one in
 // single-user mode, which listens nowhere.
 func (c *Cluster) lock(ctx context.Context, running bool) error {
-	path := filepath.Join(c.opts.DataDir, passwordName)
+	path := filepath.Join(c.opts.DataDir, passwordFileName)
 	password, err := readPassword(path)
 	if err != nil {
 		return err
