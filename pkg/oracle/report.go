@@ -308,7 +308,6 @@ func (h *History) deployments() ([]deployment, error) {
 		deployment
 	}
 	var all []*final
-	byKey := map[attemptKey]*final{}
 	for k, a := range h.attempts {
 		last := a.final()
 		f := &final{key: k, a: a, deployment: deployment{
@@ -316,7 +315,6 @@ func (h *History) deployments() ([]deployment, error) {
 			success: last.status == Success, failed: last.status == Failure,
 		}}
 		all = append(all, f)
-		byKey[k] = f
 	}
 	for _, inc := range h.incidents {
 		switch {
