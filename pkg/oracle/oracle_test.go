@@ -7,41 +7,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-)
 
-// handScenario is services/devopstic/dora_test.go's week of pipeline "api", whose figures were
-// worked out by hand there: the reference must give them too.
-var handScenario = []string{
-	`{"type":"commit","pipeline_id":"api","commit_id":"c7","timestamp":"2026-10-30T10:00:00Z"}`,
-	`{"type":"deploy","pipeline_id":"api","environment":"production","commit_id":"c7","timestamp":"2026-10-31T10:00:00Z"}`,
-	`{"type":"commit","pipeline_id":"api","commit_id":"c1","timestamp":"2026-11-01T00:00:00Z"}`,
-	`{"type":"submit","pipeline_id":"api","commit_id":"c1","pull_request_id":1,"timestamp":"2026-11-01T01:00:00Z"}`,
-	`{"type":"approve","pipeline_id":"api","commit_id":"c1","pull_request_id":1,"timestamp":"2026-11-01T03:00:00Z"}`,
-	`{"type":"deploy","pipeline_id":"api","environment":"staging","commit_id":"c1","timestamp":"2026-11-01T04:00:00Z"}`,
-	`{"type":"deploy","pipeline_id":"api","environment":"production","commit_id":"c1","timestamp":"2026-11-01T06:00:00Z"}`,
-	`{"type":"commit","pipeline_id":"api","commit_id":"c2","timestamp":"2026-11-02T00:00:00Z"}`,
-	`{"type":"submit","pipeline_id":"api","commit_id":"c2","pull_request_id":2,"timestamp":"2026-11-02T02:00:00Z"}`,
-	`{"type":"approve","pipeline_id":"api","commit_id":"c2","pull_request_id":2,"timestamp":"2026-11-02T02:30:00Z"}`,
-	`{"type":"deploy","pipeline_id":"api","environment":"production","commit_id":"c2","status":"failure","timestamp":"2026-11-02T12:00:00Z"}`,
-	`{"type":"deploy","pipeline_id":"api","environment":"production","commit_id":"c2","timestamp":"2026-11-02T14:00:00Z"}`,
-	`{"type":"commit","pipeline_id":"api","commit_id":"c3","timestamp":"2026-11-03T08:00:00Z"}`,
-	`{"type":"commit","pipeline_id":"api","commit_id":"c4","timestamp":"2026-11-03T09:00:00Z"}`,
-	`{"type":"deploy","pipeline_id":"api","environment":"production","commit_id":"c4","commits":["c3"],"deployment_id":"dep-4","timestamp":"2026-11-03T10:00:00Z"}`,
-	`{"type":"incident_status_change","pipeline_id":"api","environment":"production","incident_id":"i1","status":"failure","deployment_id":"dep-4","timestamp":"2026-11-03T11:00:00Z"}`,
-	`{"type":"incident_status_change","pipeline_id":"api","environment":"production","incident_id":"i1","status":"success","timestamp":"2026-11-03T13:00:00Z"}`,
-	`{"type":"deploy","pipeline_id":"api","environment":"production","commit_id":"c4","timestamp":"2026-11-04T10:00:00Z"}`,
-	`{"type":"commit","pipeline_id":"api","commit_id":"c5","timestamp":"2026-11-05T00:00:00Z"}`,
-	`{"type":"deploy","pipeline_id":"api","environment":"production","commit_id":"c5","timestamp":"2026-11-05T01:00:00Z"}`,
-	`{"type":"incident_status_change","pipeline_id":"api","environment":"production","incident_id":"i2","status":"failure","commit_id":"c5","timestamp":"2026-11-05T02:00:00Z"}`,
-	`{"type":"incident_status_change","pipeline_id":"api","environment":"production","incident_id":"i2","status":"success","timestamp":"2026-11-05T02:30:00Z"}`,
-	`{"type":"deploy","pipeline_id":"api","environment":"production","commit_id":"c7","timestamp":"2026-11-06T10:00:00Z"}`,
-	`{"type":"commit","pipeline_id":"api","commit_id":"c6","timestamp":"2026-11-07T20:00:00Z"}`,
-	`{"type":"incident_status_change","pipeline_id":"api","environment":"production","incident_id":"i3","status":"failure","timestamp":"2026-11-07T23:00:00Z"}`,
-	`{"type":"deploy","pipeline_id":"api","environment":"production","commit_id":"c6","timestamp":"2026-11-07T23:30:00Z"}`,
-	`{"type":"incident_status_change","pipeline_id":"api","environment":"production","incident_id":"i3","status":"success","timestamp":"2026-11-08T01:00:00Z"}`,
-	`{"type":"commit","pipeline_id":"web","commit_id":"w1","timestamp":"2026-11-02T00:00:00Z"}`,
-	`{"type":"deploy","pipeline_id":"web","environment":"production","commit_id":"w1","status":"failure","timestamp":"2026-11-02T01:00:00Z"}`,
-}
+	"github.com/devopstic/devopstic/pkg/scenario"
+)
 
 func load(t *testing.T, events []string) *History {
 	t.Helper()
@@ -69,35 +37,15 @@ func reportJSON(t *testing.T, h *History, q Query) string {
 	return string(b)
 }
 
+// scenario.Week's figures were worked out by hand, and the metrics API is tested against them
+// too: the reference must give them.
 func TestReferenceGivesTheHandComputedFigures(t *testing.T) {
 	t.Parallel()
-	h := load(t, handScenario)
+	h := load(t, scenario.Week)
 	week := Query{Pipeline: "api", Environment: "production", From: day("2026-11-01"), To: day("2026-11-08")}
-	require.JSONEq(t, `{
-	  "pipeline_id": "api", "environment": "production",
-	  "from": "2026-11-01T00:00:00Z", "to": "2026-11-08T00:00:00Z", "interval": "all",
-	  "tier_source": "DORA 2023",
-	  "deployment_frequency": {"deployments": 7, "per_day": 1, "per_week": 7, "tier": "elite"},
-	  "lead_time_for_changes": {"changes": 6, "median_seconds": 9900, "p90_seconds": 36000, "mean_seconds": 16500,
-	                            "review_median_seconds": 4500, "deploy_median_seconds": 26100, "tier": "elite"},
-	  "change_failure_rate": {"deployments": 8, "failed": 3, "rate": 0.375, "tier": "low"},
-	  "time_to_restore": {"incidents": 2, "open_incidents": 1, "median_seconds": 4500, "p90_seconds": 6660,
-	                      "mean_seconds": 4500, "tier": "high"},
-	  "rework_rate": {"deployments": 7, "rework": 1, "rate": 0.1429}
-	}`, reportJSON(t, h, week))
+	require.JSONEq(t, scenario.WeekReport, reportJSON(t, h, week))
 
-	require.JSONEq(t, `{
-	  "pipeline_id": "api", "environment": "production",
-	  "from": "2026-10-01T00:00:00Z", "to": "2026-10-08T00:00:00Z", "interval": "all",
-	  "tier_source": "DORA 2023",
-	  "deployment_frequency": {"deployments": 0, "per_day": 0, "per_week": 0, "tier": "low"},
-	  "lead_time_for_changes": {"changes": 0, "median_seconds": null, "p90_seconds": null, "mean_seconds": null,
-	                            "review_median_seconds": null, "deploy_median_seconds": null, "tier": null},
-	  "change_failure_rate": {"deployments": 0, "failed": 0, "rate": null, "tier": null},
-	  "time_to_restore": {"incidents": 0, "open_incidents": 0, "median_seconds": null, "p90_seconds": null,
-	                      "mean_seconds": null, "tier": null},
-	  "rework_rate": {"deployments": 0, "rework": 0, "rate": null}
-	}`, reportJSON(t, h, Query{Pipeline: "api", Environment: "production", From: day("2026-10-01"), To: day("2026-10-08")}))
+	require.JSONEq(t, scenario.EmptyWeekReport, reportJSON(t, h, Query{Pipeline: "api", Environment: "production", From: day("2026-10-01"), To: day("2026-10-08")}))
 
 	byDay := week
 	byDay.Interval = "day"
@@ -105,15 +53,7 @@ func TestReferenceGivesTheHandComputedFigures(t *testing.T) {
 	require.NoError(t, err)
 	series, err := json.Marshal(r.Series)
 	require.NoError(t, err)
-	require.JSONEq(t, `[
-	  {"start":"2026-11-01T00:00:00Z","deployments":1,"failed":0,"change_failure_rate":0,"lead_time_median_seconds":21600,"time_to_restore_median_seconds":null},
-	  {"start":"2026-11-02T00:00:00Z","deployments":2,"failed":1,"change_failure_rate":0.5,"lead_time_median_seconds":50400,"time_to_restore_median_seconds":null},
-	  {"start":"2026-11-03T00:00:00Z","deployments":1,"failed":1,"change_failure_rate":1,"lead_time_median_seconds":5400,"time_to_restore_median_seconds":7200},
-	  {"start":"2026-11-04T00:00:00Z","deployments":1,"failed":0,"change_failure_rate":0,"lead_time_median_seconds":null,"time_to_restore_median_seconds":null},
-	  {"start":"2026-11-05T00:00:00Z","deployments":1,"failed":1,"change_failure_rate":1,"lead_time_median_seconds":3600,"time_to_restore_median_seconds":1800},
-	  {"start":"2026-11-06T00:00:00Z","deployments":1,"failed":0,"change_failure_rate":0,"lead_time_median_seconds":null,"time_to_restore_median_seconds":null},
-	  {"start":"2026-11-07T00:00:00Z","deployments":1,"failed":0,"change_failure_rate":0,"lead_time_median_seconds":12600,"time_to_restore_median_seconds":null}
-	]`, string(series))
+	require.JSONEq(t, scenario.WeekByDay, string(series))
 
 	byWeek := week
 	byWeek.Interval = "week"
@@ -142,10 +82,10 @@ func TestReferenceGivesTheHandComputedFigures(t *testing.T) {
 func TestReferenceIgnoresOrderAndRepetition(t *testing.T) {
 	t.Parallel()
 	q := Query{Pipeline: "api", Environment: "production", From: day("2026-10-25"), To: day("2026-11-10"), Interval: "day"}
-	want := reportJSON(t, load(t, handScenario), q)
+	want := reportJSON(t, load(t, scenario.Week), q)
 	var twice []string
-	for i := len(handScenario) - 1; i >= 0; i-- {
-		twice = append(twice, handScenario[i], handScenario[(i*7)%len(handScenario)])
+	for i := len(scenario.Week) - 1; i >= 0; i-- {
+		twice = append(twice, scenario.Week[i], scenario.Week[(i*7)%len(scenario.Week)])
 	}
 	require.JSONEq(t, want, reportJSON(t, load(t, twice), q))
 }

@@ -6,6 +6,10 @@
 // that lasts a fixed time and ends before the next deployment. The generator draws those
 // parameters from a seed, and Expected computes the figures from the parameters alone — never
 // from the events — so comparing the two checks the whole pipeline.
+//
+// Week is a smaller history with the shapes a rhythm does not have (retries, redeploys, several
+// commits a deployment, incidents named by deployment or commit, one still open), whose figures
+// were worked out by hand.
 package scenario
 
 import (
