@@ -229,22 +229,7 @@ func StartNATS(t testing.TB) *NATS {
 	if err := n.setUp(); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	started.Store(n.URL, n)
-	t.Cleanup(func() { started.Delete(n.URL) })
 	return n
-}
-
-// started holds the running NATS servers by URL, for LoginAt.
-var started sync.Map
-
-// LoginAt is role's login to the server StartNATS started at url (for helpers given a URL
-// only); ok is false when there is none.
-func LoginAt(url string, role stream.Role) (l stream.Login, ok bool) {
-	n, ok := started.Load(url)
-	if !ok {
-		return stream.Login{Role: role}, false
-	}
-	return n.(*NATS).Login(role), true
 }
 
 // Login is role's login to the server.

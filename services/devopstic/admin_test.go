@@ -195,9 +195,9 @@ func openPool(t testing.TB, dbURL string) *pgxpool.Pool {
 }
 
 // publish puts messages on the stream as the ingest does (with their ids), 1,000 at a time.
-func publish(t testing.TB, natsURL string, msgs []stream.Message) {
+func publish(t testing.TB, n *testenv.NATS, msgs []stream.Message) {
 	t.Helper()
-	nc, err := stream.ConnectAs(natsURL, "test-publisher", natsAdmin(t, natsURL))
+	nc, err := stream.ConnectAs(n.URL, "test-publisher", n.Login(stream.RoleAdmin))
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -221,7 +221,7 @@ func TestReplayRebuildsTheTablesAndChangesNothingTwice(t *testing.T) {
 	t.Parallel()
 	s := startStack(t, "")
 	events := manyEvents(2000)
-	publish(t, s.nats.URL, messages(t, events, time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)))
+	publish(t, s.nats, messages(t, events, time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)))
 	s.waitDrained()
 	want := referenceDump(t, events)
 	compareDumps(t, "written by the writer", want, fullDump(t, s.db))
@@ -268,7 +268,7 @@ func TestReplayResumesAfterInterrupt(t *testing.T) {
 	t.Parallel()
 	s := startStack(t, "")
 	events := manyEvents(10000)
-	publish(t, s.nats.URL, messages(t, events, time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)))
+	publish(t, s.nats, messages(t, events, time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)))
 	s.waitDrained()
 	want := fullDump(t, s.db)
 	_, err := s.db.Exec(context.Background(), streamTablesTruncate)
@@ -309,7 +309,7 @@ func TestRebuild(t *testing.T) {
 	t.Parallel()
 	s := startStack(t, "")
 	events := manyEvents(3000)
-	publish(t, s.nats.URL, messages(t, events, time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)))
+	publish(t, s.nats, messages(t, events, time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)))
 	s.waitDrained()
 	want := fullDump(t, s.db)
 
@@ -416,8 +416,8 @@ func TestRebuildWhileWriting(t *testing.T) {
 	want := referenceDump(t, events)
 	s := startStack(t, "")
 	received := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	publish(t, s.nats.URL, messages(t, events[:preload], received))
-	waitSettled(t, s.nats.URL, 5*time.Minute)
+	publish(t, s.nats, messages(t, events[:preload], received))
+	waitSettled(t, s.nats, 5*time.Minute)
 
 	changesBefore := s.count(`SELECT count(*) FROM changes`)
 	done := make(chan error, 1)
@@ -433,7 +433,7 @@ func TestRebuildWhileWriting(t *testing.T) {
 		err := s.db.QueryRow(context.Background(), `SELECT count(*) FROM devopstic_rebuild.events`).Scan(&n)
 		return err == nil && n > 0
 	}, time.Minute), "the rebuild never started")
-	publish(t, s.nats.URL, messages(t, events[preload:], received))
+	publish(t, s.nats, messages(t, events[preload:], received))
 
 	// A dashboard reading all along never waits long and never sees a half-built table.
 	var (
@@ -468,7 +468,7 @@ func TestRebuildWhileWriting(t *testing.T) {
 	caught := regexp.MustCompile(`(\d+) written meanwhile caught up`).FindStringSubmatch(out)
 	require.NotNil(t, caught, out)
 	require.NotEqual(t, "0", caught[1], "nothing was written during the rebuild: the test proves nothing")
-	waitSettled(t, s.nats.URL, time.Minute)
+	waitSettled(t, s.nats, time.Minute)
 	compareDumps(t, fmt.Sprintf("rebuild of %d events while %d more were written", preload, during), want, fullDump(t, s.db))
 }
 

@@ -88,20 +88,15 @@ func (r *readyWriter) Write(p []byte) (int, error) {
 	return os.Stdout.Write(p)
 }
 
-// writerProcess starts a writer process on dbURL and natsURL (a testenv server, which it
-// connects to as the writer's user), and returns once it handles SIGTERM: a SIGTERM sent
-// before then would kill it outright, as the Go runtime's default.
-func writerProcess(t testing.TB, dbURL, natsURL string) *exec.Cmd {
+// writerProcess starts a writer process on dbURL and n, which it connects to as the writer's
+// user, and returns once it handles SIGTERM: a SIGTERM sent before then would kill it
+// outright, as the Go runtime's default.
+func writerProcess(t testing.TB, dbURL string, n *testenv.NATS) *exec.Cmd {
 	t.Helper()
-	login, ok := testenv.LoginAt(natsURL, stream.RoleWriter)
-	require.True(t, ok, "no testenv NATS at %s", natsURL)
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(append(os.Environ(), n.Env(stream.RoleWriter)...),
 		"DEVOPSTIC_TEST_RUN_WRITER=1",
 		"DEVOPSTIC_DATABASE_URL="+dbURL,
-		"DEVOPSTIC_NATS_URL="+natsURL,
-		"DEVOPSTIC_NATS_USER="+login.User,
-		"DEVOPSTIC_NATS_PASSWORD="+login.Password,
 		"DEVOPSTIC_WRITER_BATCH_SIZE=200",
 		"DEVOPSTIC_WRITER_BATCH_WAIT=10ms",
 		// A killed writer's messages come back after AckWait: keep the tests short.
@@ -205,9 +200,9 @@ func (s *stack) post(events []string, perRequest int, accepted *atomic.Int64) (r
 }
 
 // waitSettled waits until the writers have settled every message of the stream.
-func waitSettled(t testing.TB, natsURL string, timeout time.Duration) {
+func waitSettled(t testing.TB, n *testenv.NATS, timeout time.Duration) {
 	t.Helper()
-	nc, err := stream.ConnectAs(natsURL, "test-wait", natsAdmin(t, natsURL))
+	nc, err := stream.ConnectAs(n.URL, "test-wait", n.Login(stream.RoleAdmin))
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -245,12 +240,12 @@ func TestThreeWritersWriteTheSameTables(t *testing.T) {
 	want := referenceDump(t, events)
 	dbURL := testenv.Postgres(t)
 	n := testenv.StartNATS(t)
-	publish(t, n.URL, messages(t, events, time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)))
+	publish(t, n, messages(t, events, time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)))
 	began := time.Now()
 	for range 3 {
-		writerProcess(t, dbURL, n.URL)
+		writerProcess(t, dbURL, n)
 	}
-	waitSettled(t, n.URL, 3*time.Minute)
+	waitSettled(t, n, 3*time.Minute)
 	t.Logf("3 writers: %d events sent, drained in %s", len(events), time.Since(began).Round(time.Millisecond))
 	compareDumps(t, "3 writers vs a clean single run", want, fullDump(t, openPool(t, dbURL)))
 }
@@ -273,7 +268,7 @@ func TestChaosWriterKilledAtRandom(t *testing.T) {
 		defer wg.Done()
 		rng := newRand(7)
 		for {
-			w := writerProcess(t, dbURL, s.nats.URL)
+			w := writerProcess(t, dbURL, s.nats)
 			select {
 			case <-stop:
 				_ = w.Process.Signal(syscall.SIGTERM)
@@ -299,8 +294,8 @@ func TestChaosWriterKilledAtRandom(t *testing.T) {
 	require.True(t, assertEventually(func() bool { return kills.Load() >= 5 }, 2*time.Minute))
 	close(stop)
 	wg.Wait()
-	w := writerProcess(t, dbURL, s.nats.URL)
-	waitSettled(t, s.nats.URL, 3*time.Minute)
+	w := writerProcess(t, dbURL, s.nats)
+	waitSettled(t, s.nats, 3*time.Minute)
 	require.NoError(t, w.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, w.Wait())
 	t.Logf("writer SIGKILLed %d times (%d while posting); %d events posted in %s (%d requests retried); all written after %s",
@@ -317,7 +312,7 @@ func TestChaosPostgresStopped30s(t *testing.T) {
 	want := referenceDump(t, events)
 	cluster, dbURL := testenv.PrivatePostgres(t)
 	s := startIngest(t, dbURL, nil)
-	writerProcess(t, dbURL, s.nats.URL)
+	writerProcess(t, dbURL, s.nats)
 
 	began := time.Now()
 	retries := s.postAll(events[:10000])
@@ -328,7 +323,7 @@ func TestChaosPostgresStopped30s(t *testing.T) {
 	// Keep it down for 30 s in all.
 	time.Sleep(30*time.Second - time.Since(stopped))
 	require.NoError(t, cluster.StartAgain(context.Background()))
-	waitSettled(t, s.nats.URL, 3*time.Minute)
+	waitSettled(t, s.nats, 3*time.Minute)
 	t.Logf("Postgres down 30 s; 10,000 events posted while it was down in %s (%d requests retried); all written %s after it came back",
 		postedWhileDown.Round(time.Millisecond), retries, time.Since(stopped.Add(30*time.Second)).Round(time.Millisecond))
 	_ = began
@@ -343,7 +338,7 @@ func TestChaosNATSRestarted(t *testing.T) {
 	events := manyEvents(20000)
 	want := referenceDump(t, events)
 	s := startIngest(t, "", nil)
-	writerProcess(t, s.cfg.Database.URL, s.nats.URL)
+	writerProcess(t, s.cfg.Database.URL, s.nats)
 
 	var retries int
 	var accepted atomic.Int64
@@ -360,7 +355,7 @@ func TestChaosNATSRestarted(t *testing.T) {
 	require.NoError(t, s.nats.Start())
 	outage := time.Since(down)
 	<-done
-	waitSettled(t, s.nats.URL, 3*time.Minute)
+	waitSettled(t, s.nats, 3*time.Minute)
 	t.Logf("NATS down %s after %d of %d events were accepted; %d requests retried after a 503 or a refused connection",
 		outage.Round(100*time.Millisecond), atStop, len(events), retries)
 	require.Less(t, atStop, int64(len(events)), "the load ended before the outage: the test proves nothing")
@@ -378,11 +373,11 @@ func TestChaosEveryMessageTwiceThenReplay(t *testing.T) {
 	s := startStack(t, "")
 	received := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	msgs := messages(t, events, received)
-	publish(t, s.nats.URL, msgs)
+	publish(t, s.nats, msgs)
 	for i := range msgs {
 		msgs[i].ID = fmt.Sprintf("again-%d", i) // a new id: JetStream keeps the copy
 	}
-	publish(t, s.nats.URL, msgs)
+	publish(t, s.nats, msgs)
 	s.waitDrained()
 	compareDumps(t, "every message twice vs a clean single run", want, fullDump(t, s.db))
 	out, err := s.admin("replay", "--from", "1")
@@ -422,7 +417,7 @@ func TestChaosPoisonMidBatch(t *testing.T) {
 	poison := messages(t, []string{`{"type":"commit","pipeline_id":"poison","commit_id":"p","timestamp":1795600000}`}, time.Now())
 	undecodable := stream.Message{Subject: "devopstic.events.native.commit", ID: "undecodable", Data: []byte(`{"type":`), ReceivedAt: time.Now()}
 	all := append(append(append(append([]stream.Message{}, msgs[:1000]...), poison...), undecodable), msgs[1000:]...)
-	publish(t, s.nats.URL, all)
+	publish(t, s.nats, all)
 	s.waitDrained()
 	out, err := s.admin("dead-letters", "list")
 	require.NoError(t, err)

@@ -63,7 +63,7 @@ func TestOldIDsKeepTheirRowsOnReplayAndRebuild(t *testing.T) {
 		}
 		msgs = append(msgs, stream.Message{Subject: stream.Subject(event.Source, e.Type), ID: id, Data: []byte(raw), ReceivedAt: received})
 	}
-	publish(t, s.nats.URL, msgs)
+	publish(t, s.nats, msgs)
 	s.waitDrained()
 	const ids = `SELECT count(*) FROM events WHERE id IN ('deploy-7', 'commit-7') OR id LIKE 'sha256-%'`
 	require.Equal(t, 3, s.count(ids))

@@ -16,16 +16,7 @@ import (
 
 	"github.com/devopstic/devopstic/pkg/auth"
 	"github.com/devopstic/devopstic/pkg/stream"
-	"github.com/devopstic/devopstic/pkg/testenv"
 )
-
-// natsAdmin is the admin's login to the testenv server at url.
-func natsAdmin(t testing.TB, url string) stream.Login {
-	t.Helper()
-	login, ok := testenv.LoginAt(url, stream.RoleAdmin)
-	require.True(t, ok, "no testenv NATS at %s", url)
-	return login
-}
 
 // embeddedNATS runs the stack on serve's embedded NATS server (what `make run` does), with its
 // data directory in dir, instead of on a server of the test's.
