@@ -367,15 +367,7 @@ func (g *gen) pipeline(p string, envs []string) {
 			}
 		}
 	}
-	for _, env := range envs {
-		k := 2 + g.rng.IntN(5)
-		if env != "production" {
-			k = g.rng.IntN(3)
-		}
-		for range k {
-			g.incident(p, env, attempts[env], shas)
-		}
-	}
+	g.incidentsIn(p, envs, attempts, shas)
 }
 
 // changeEvents are what is known of a change before it is deployed.
@@ -533,6 +525,20 @@ func (g *gen) deployEvents(p, env string, a attempt) time.Time {
 	}
 	g.emit(event(a.success), at)
 	return at
+}
+
+// incidentsIn generates a pipeline's incidents: two to six in production, up to two in each
+// other environment, among that environment's attempts.
+func (g *gen) incidentsIn(p string, envs []string, attempts map[string][]attempt, shas []string) {
+	for _, env := range envs {
+		k := 2 + g.rng.IntN(5)
+		if env != "production" {
+			k = g.rng.IntN(3)
+		}
+		for range k {
+			g.incident(p, env, attempts[env], shas)
+		}
+	}
 }
 
 // incident generates one incident of a pipeline and environment: opened, maybe resolved,
@@ -897,15 +903,7 @@ func (g *gen) githubPipeline(p string, envs []string) {
 			return tip.head, tip.commits
 		})
 	}
-	for _, env := range envs {
-		k := 2 + g.rng.IntN(5)
-		if env != "production" {
-			k = g.rng.IntN(3)
-		}
-		for range k {
-			g.incident(p, env, attempts[env], shas)
-		}
-	}
+	g.incidentsIn(p, envs, attempts, shas)
 }
 
 // githubDeployments are an environment's GitHub deployments of main's head (tip gives it, and
