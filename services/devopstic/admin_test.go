@@ -194,18 +194,13 @@ func openPool(t testing.TB, dbURL string) *pgxpool.Pool {
 	return db
 }
 
-// publish puts messages on the stream as the ingest does (with their ids), 1,000 at a time.
+// publish puts messages on n's stream (testenv set it up) as the ingest does (with their
+// ids), 1,000 at a time.
 func publish(t testing.TB, n *testenv.NATS, msgs []stream.Message) {
 	t.Helper()
 	nc, err := stream.ConnectAs(n.URL, "test-publisher", n.Login(stream.RoleAdmin))
 	require.NoError(t, err)
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	if _, err := js.Stream(context.Background(), stream.StreamName); err != nil {
-		_, err = stream.EnsureStream(context.Background(), js, stream.Config{Replicas: 1, Duplicates: time.Hour})
-		require.NoError(t, err)
-	}
 	pub, err := stream.NewPublisher(nc, 30*time.Second)
 	require.NoError(t, err)
 	for start := 0; start < len(msgs); start += 1000 {
