@@ -155,7 +155,7 @@ func pgBinDir(t *testing.T) string {
 }
 
 // freeAddr is a loopback address with a port nothing listens on right now.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -224,12 +224,7 @@ func TestBodyLimitMustFitNATS(t *testing.T) {
 	})
 
 	t.Run("the embedded server follows the limit", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		addr := ln.Addr().String()
-		require.NoError(t, ln.Close())
-		s := startStack(t, "", withEnv("DEVOPSTIC_BODY_LIMIT", strconv.Itoa(limit)), withEnv("DEVOPSTIC_NATS_URL", ""),
-			withEnv("DEVOPSTIC_DATA_DIR", t.TempDir()), withEnv("DEVOPSTIC_EMBEDDED_NATS_ADDR", addr))
+		s := startStack(t, "", withEnv("DEVOPSTIC_BODY_LIMIT", strconv.Itoa(limit)), embeddedNATS(t, t.TempDir()))
 		status, out := s.do("POST", "/events", "application/json", paddedCommit(t, "four-mib", limit))
 		require.Equal(t, http.StatusAccepted, status, "%s", out)
 		s.waitCount(1, `SELECT count(*) FROM events WHERE commit_id = 'four-mib'`)

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,10 +21,7 @@ import (
 // data directory in dir, instead of on a server of the test's.
 func embeddedNATS(t testing.TB, dir string) stackOption {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	addr := freeAddr(t)
 	return func(env map[string]string) {
 		delete(env, "DEVOPSTIC_NATS_URL")
 		env["DEVOPSTIC_EMBEDDED_NATS_ADDR"] = addr
