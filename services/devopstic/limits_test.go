@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -165,22 +164,14 @@ func TestTooLargeForTheStreamIs413(t *testing.T) {
 	}, 30*time.Second), "the ingest never reconnected")
 
 	big := paddedCommit(t, "big", 100<<10) // under DEVOPSTIC_BODY_LIMIT, over max_payload
-	req, err := http.NewRequest("POST", s.base+"/events", bytes.NewReader(big))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+s.token)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	out, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, "%s", out)
-	require.Empty(t, resp.Header.Get("Retry-After"))
+	status, header, out := httpCall(t, http.DefaultClient, s.base, "POST", "/events", s.token, big)
+	require.Equal(t, http.StatusRequestEntityTooLarge, status, "%s", out)
+	require.Empty(t, header.Get("Retry-After"))
 	require.Contains(t, string(out), "at most 65536 bytes")
 	require.Contains(t, string(out), "max_payload")
 
 	// A batch is all or nothing: the small event before the big one is not published either.
-	status, out := s.do("POST", "/events", "application/json", []byte("["+string(paddedCommit(t, "small", 500))+","+string(big)+"]"))
+	status, out = s.do("POST", "/events", "application/json", []byte("["+string(paddedCommit(t, "small", 500))+","+string(big)+"]"))
 	require.Equal(t, http.StatusRequestEntityTooLarge, status, "%s", out)
 	require.Contains(t, string(out), "event 2 of 2")
 
