@@ -58,9 +58,8 @@ type Event struct {
 	Timestamp     time.Time
 	// TimeInferred says Timestamp is the receive time because the event carried none.
 	TimeInferred bool
-	// IDGiven says ID came from the client rather than from the content hash.
-	IDGiven bool
-	// ClientID is the client's id as sent (trimmed); "" when it sent none.
+	// ClientID is the client's id as sent (trimmed); "" when it sent none, and ID is then the
+	// content hash.
 	ClientID string
 }
 
@@ -184,7 +183,7 @@ func Decode(raw []byte, receivedAt time.Time) (Event, error) {
 		e.TimeInferred = true
 	}
 	if e.ID != "" {
-		e.IDGiven, e.ClientID = true, e.ID
+		e.ClientID = e.ID
 		e.ID = ScopedID(e.PipelineID, e.ClientID)
 	} else {
 		e.ID = contentID(e)

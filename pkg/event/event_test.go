@@ -84,7 +84,6 @@ func TestDecodeFullDeploy(t *testing.T) {
 		DeploymentID:  "dep-9",
 		Status:        event.StatusFailure,
 		Timestamp:     time.Date(2019, 6, 20, 4, 5, 7, 0, time.UTC),
-		IDGiven:       true,
 		ClientID:      "ci-run-42",
 	}
 	require.Equal(t, want, decode(t, raw))
@@ -397,7 +396,7 @@ func TestDecodeNullIsAbsent(t *testing.T) {
 	require.Empty(t, e.DeploymentID)
 	require.Empty(t, e.IncidentID)
 	require.Equal(t, event.StatusSuccess, e.Status)
-	require.False(t, e.IDGiven)
+	require.Empty(t, e.ClientID)
 	require.True(t, strings.HasPrefix(e.ID, "sha256-"))
 	require.True(t, e.TimeInferred)
 	require.Equal(t, received, e.Timestamp)
@@ -524,7 +523,6 @@ func TestDecodeIDOf128Characters(t *testing.T) {
 	e := decode(t, string(withFields(t, baseCommit, map[string]string{"id": `"` + id + `"`})))
 	require.Equal(t, "native:shop:"+id, e.ID)
 	require.Equal(t, id, e.ClientID)
-	require.True(t, e.IDGiven)
 }
 
 func TestIdentity(t *testing.T) {
@@ -541,7 +539,7 @@ func TestIdentity(t *testing.T) {
 		e := idOf(t, baseCommit, received)
 		require.True(t, strings.HasPrefix(e.ID, "sha256-"), e.ID)
 		require.Len(t, e.ID, len("sha256-")+32)
-		require.False(t, e.IDGiven)
+		require.Empty(t, e.ClientID)
 	})
 
 	t.Run("same content, other key order and spacing", func(t *testing.T) {
@@ -623,7 +621,6 @@ func TestIdentity(t *testing.T) {
 		e := idOf(t, string(withFields(t, baseCommit, map[string]string{"id": `"GH-run:9/attempt.2"`})), received)
 		require.Equal(t, "native:shop:GH-run:9/attempt.2", e.ID)
 		require.Equal(t, "GH-run:9/attempt.2", e.ClientID)
-		require.True(t, e.IDGiven)
 	})
 
 	// A client id is unique per pipeline: the same id in two pipelines is two events, and no

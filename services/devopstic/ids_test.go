@@ -58,7 +58,7 @@ func TestOldIDsKeepTheirRowsOnReplayAndRebuild(t *testing.T) {
 		e, err := event.Decode([]byte(raw), received)
 		require.NoError(t, err)
 		id := e.ID
-		if e.IDGiven {
+		if e.ClientID != "" {
 			id = e.ClientID // as the ingest published it then
 		}
 		msgs = append(msgs, stream.Message{Subject: stream.Subject(event.Source, e.Type), ID: id, Data: []byte(raw), ReceivedAt: received})
