@@ -48,8 +48,8 @@ const (
 	kvStream = "KV_" + AuthBucket
 )
 
-// Permissions are the subjects a role may publish and subscribe to (NATS allow-lists: anything
-// else is refused). Admin has none: it may do everything.
+// Permissions are the subjects a role may publish and subscribe to, as the NATS server takes
+// them (allow-lists: anything else is refused). Admin's are nil: it may do everything.
 //
 // What is deliberately absent matters as much:
 //   - No role but admin may create or update a stream ($JS.API.STREAM.CREATE/UPDATE). A
@@ -65,10 +65,11 @@ const (
 // A consumer, which the writer (its durable) and the ingest (the watch of the auth bucket)
 // create, cannot write a stream: a push consumer's deliveries are not stored by a stream
 // listening on its deliver subject, and one delivering into its own stream is refused.
-func (r Role) Permissions() (publish, subscribe []string, restricted bool) {
+func (r Role) Permissions() *server.Permissions {
+	var publish []string
 	switch r {
 	case RoleIngest:
-		return []string{
+		publish = []string{
 			SubjectPrefix + ".>",
 			jsAPI + "STREAM.INFO." + StreamName,   // readiness
 			jsAPI + "STREAM.INFO." + kvStream,     // the auth bucket...
@@ -76,30 +77,22 @@ func (r Role) Permissions() (publish, subscribe []string, restricted bool) {
 			jsAPI + "CONSUMER.CREATE." + kvStream + ".>",
 			jsAPI + "CONSUMER.DELETE." + kvStream + ".*", // the watch stopping
 			"$JS.FC." + kvStream + ".>",                  // the watch's flow control
-		}, []string{r.InboxPrefix() + ".>"}, true
+		}
 	case RoleWriter:
-		return []string{
+		publish = []string{
 			jsAPI + "STREAM.INFO." + StreamName,
 			jsAPI + "CONSUMER.CREATE." + StreamName + "." + ConsumerName,
 			jsAPI + "CONSUMER.CREATE." + StreamName + "." + ConsumerName + ".>",
 			jsAPI + "CONSUMER.INFO." + StreamName + "." + ConsumerName,
 			jsAPI + "CONSUMER.MSG.NEXT." + StreamName + "." + ConsumerName,
 			"$JS.ACK." + StreamName + "." + ConsumerName + ".>", // ack, nak, in progress, term
-		}, []string{r.InboxPrefix() + ".>"}, true
+		}
 	default:
-		return nil, nil, false
-	}
-}
-
-// ServerPermissions are Permissions as the NATS server takes them; nil for admin.
-func (r Role) ServerPermissions() *server.Permissions {
-	pub, sub, restricted := r.Permissions()
-	if !restricted {
 		return nil
 	}
 	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: pub},
-		Subscribe: &server.SubjectPermission{Allow: sub},
+		Publish:   &server.SubjectPermission{Allow: publish},
+		Subscribe: &server.SubjectPermission{Allow: []string{r.InboxPrefix() + ".>"}},
 	}
 }
 
@@ -114,7 +107,7 @@ func ServerUsers(passwords Passwords) ([]*server.User, error) {
 		if pw == "" {
 			return nil, fmt.Errorf("no NATS password for the role %s", r)
 		}
-		users = append(users, &server.User{Username: r.User(), Password: pw, Permissions: r.ServerPermissions()})
+		users = append(users, &server.User{Username: r.User(), Password: pw, Permissions: r.Permissions()})
 	}
 	return users, nil
 }
