@@ -12,36 +12,15 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/devopstic/devopstic/pkg/stream"
+	"github.com/devopstic/devopstic/pkg/testenv"
 )
 
-// secured is an embedded server requiring the roles' passwords, with the stream and the auth
-// bucket set up by the admin, as the all-in-one and `devopstic migrate` do.
-type secured struct {
-	url       string
-	passwords stream.Passwords
-}
-
-func startSecured(t *testing.T) secured {
-	t.Helper()
-	pw, err := stream.LocalPasswords(t.TempDir() + "/" + stream.PasswordsFile)
-	require.NoError(t, err)
-	ns, err := stream.RunServer(stream.ServerConfig{StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, Passwords: pw})
-	require.NoError(t, err)
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	s := secured{url: ns.ClientURL(), passwords: pw}
-	nc, _ := s.connect(t, stream.RoleAdmin)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	require.NoError(t, stream.Setup(context.Background(), js, stream.Config{Replicas: 1, Duplicates: time.Hour}))
-	return s
-}
-
-// connect connects as role; the channel receives the connection's asynchronous errors (a
+// connect connects to n as role; the channel receives the connection's asynchronous errors (a
 // refused publish or subscription comes as one).
-func (s secured) connect(t *testing.T, role stream.Role) (*nats.Conn, <-chan error) {
+func connect(t *testing.T, n *testenv.NATS, role stream.Role) (*nats.Conn, <-chan error) {
 	t.Helper()
 	errs := make(chan error, 100)
-	nc, err := nats.Connect(s.url, append(s.passwords.As(role).Options(), nats.PermissionErrOnSubscribe(true),
+	nc, err := nats.Connect(n.URL, append(n.Login(role).Options(), nats.PermissionErrOnSubscribe(true),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
 			case errs <- err:
@@ -85,15 +64,15 @@ func noViolation(t *testing.T, errs <-chan error) {
 
 func TestAnonymousClientIsRefused(t *testing.T) {
 	t.Parallel()
-	s := startSecured(t)
-	_, err := nats.Connect(s.url)
+	s := testenv.StartNATS(t) // with the stream and the auth bucket, set up by the admin
+	_, err := nats.Connect(s.URL)
 	require.ErrorIs(t, err, nats.ErrAuthorization)
-	_, err = nats.Connect(s.url, nats.UserInfo(stream.RoleAdmin.User(), "not-the-password"))
+	_, err = nats.Connect(s.URL, nats.UserInfo(stream.RoleAdmin.User(), "not-the-password"))
 	require.ErrorIs(t, err, nats.ErrAuthorization)
 
 	// A service configured without credentials, or with wrong ones, is told what to set.
 	login := stream.Login{Role: stream.RoleIngest, User: "devopstic-ingest", Password: "wrong"}
-	nc, err := stream.ConnectAs(s.url, "test", login)
+	nc, err := stream.ConnectAs(s.URL, "test", login)
 	require.NoError(t, err) // it keeps trying in the background, as it does while NATS is down
 	defer nc.Close()
 	// The connection's last error changes with each attempt to reconnect: keep the refusal
@@ -108,15 +87,15 @@ func TestAnonymousClientIsRefused(t *testing.T) {
 // server writes it for them.
 func TestIngestCannotWriteTheAuthBucket(t *testing.T) {
 	t.Parallel()
-	s := startSecured(t)
-	admin, _ := s.connect(t, stream.RoleAdmin)
+	s := testenv.StartNATS(t)
+	admin, _ := connect(t, s, stream.RoleAdmin)
 	adminJS, err := jetstream.New(admin)
 	require.NoError(t, err)
 	ctx := context.Background()
 	kv, err := adminJS.KeyValue(ctx, stream.AuthBucket)
 	require.NoError(t, err)
 
-	nc, errs := s.connect(t, stream.RoleIngest)
+	nc, errs := connect(t, s, stream.RoleIngest)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
 
@@ -186,14 +165,14 @@ func TestIngestCannotWriteTheAuthBucket(t *testing.T) {
 // ingest's replies.
 func TestWriterOnlyConsumes(t *testing.T) {
 	t.Parallel()
-	s := startSecured(t)
+	s := testenv.StartNATS(t)
 	ctx := context.Background()
-	ingest, _ := s.connect(t, stream.RoleIngest)
+	ingest, _ := connect(t, s, stream.RoleIngest)
 	pub, err := stream.NewPublisher(ingest, 5*time.Second)
 	require.NoError(t, err)
 	require.NoError(t, pub.Publish(ctx, []stream.Message{{Subject: stream.Subject("native", "deploy"), ID: "1", Data: []byte(`{}`), ReceivedAt: time.Now()}}))
 
-	nc, errs := s.connect(t, stream.RoleWriter)
+	nc, errs := connect(t, s, stream.RoleWriter)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
 	_, err = js.Stream(ctx, stream.StreamName)
@@ -223,7 +202,7 @@ func TestWriterOnlyConsumes(t *testing.T) {
 	}()
 	refused(t, errs, "$JS.API.CONSUMER.CREATE."+stream.StreamName+".other")
 
-	admin, _ := s.connect(t, stream.RoleAdmin)
+	admin, _ := connect(t, s, stream.RoleAdmin)
 	adminJS, err := jetstream.New(admin)
 	require.NoError(t, err)
 	str, err := adminJS.Stream(ctx, stream.StreamName)
@@ -238,9 +217,9 @@ func TestWriterOnlyConsumes(t *testing.T) {
 // who may.
 func TestStreamUpdateCanWriteTheAuthBucket(t *testing.T) {
 	t.Parallel()
-	s := startSecured(t)
+	s := testenv.StartNATS(t)
 	ctx := context.Background()
-	nc, _ := s.connect(t, stream.RoleAdmin)
+	nc, _ := connect(t, s, stream.RoleAdmin)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
 	spec := stream.Spec(stream.Config{Duplicates: time.Hour})
