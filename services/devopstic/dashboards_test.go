@@ -175,7 +175,7 @@ func TestDashboardPanelsAgreeWithTheAPI(t *testing.T) {
 		require.NoError(t, err)
 		s.postJSON(http.StatusAccepted, string(body))
 	}
-	s.waitCount(len(doraScenario)+len(quoted)+len(generated), `SELECT count(*) FROM events`)
+	s.waitCount(len(scenario.Week)+len(quoted)+len(generated), `SELECT count(*) FROM events`)
 	s.waitDrained()
 
 	from := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
