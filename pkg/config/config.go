@@ -280,8 +280,9 @@ func (c *AllInOne) Validate() error {
 	return errors.Join(c.HTTP.validate(), c.Auth.validate(), c.Alertmanager.validate(), c.NATS.validate(), c.Writer.validate(), c.Log.validate(), syncErr)
 }
 
-// maxBodyLimit is the largest body whose message NATS can take at all: stream.MaxPayloadCeiling
-// less stream.HeaderRoom (not imported: config stays below the packages it configures).
+// maxBodyLimit is the largest body whose message NATS can take at all: the largest max_payload
+// a NATS server accepts by default (64 MiB, its max_pending; NATS advises 8 MiB at most) less
+// stream.HeaderRoom (not imported: config stays below the packages it configures).
 const maxBodyLimit = 64<<20 - 32<<10
 
 func (h HTTP) validate() error {

@@ -157,10 +157,6 @@ var (
 // (CheckBodyLimit); the embedded server is configured so (ServerConfig.MaxPayload).
 const HeaderRoom = 32 << 10
 
-// MaxPayloadCeiling is the largest max_payload a NATS server accepts by default (it may not
-// exceed max_pending, 64 MiB); NATS advises against more than 8 MiB.
-const MaxPayloadCeiling = 64 << 20
-
 // Message is one event to publish.
 type Message struct {
 	Subject    string
