@@ -70,18 +70,19 @@ func DeploymentFrequencyTier(deployments int64, days float64) string {
 	}
 }
 
-// DurationTier rates a median duration in seconds against three upper bounds; nil has no tier.
-func DurationTier(seconds *int64, elite, high, medium time.Duration) *string {
+// DurationTier rates a median duration in seconds, exact (not rounded: a median of 86,399.5 s
+// is under a day), against three upper bounds; nil has no tier.
+func DurationTier(seconds *float64, elite, high, medium time.Duration) *string {
 	if seconds == nil {
 		return nil
 	}
-	d := time.Duration(*seconds) * time.Second
+	d := *seconds
 	switch {
-	case d < elite:
+	case d < elite.Seconds():
 		return tier(Elite)
-	case d < high:
+	case d < high.Seconds():
 		return tier(High)
-	case d < medium:
+	case d < medium.Seconds():
 		return tier(Medium)
 	default:
 		return tier(Low)

@@ -112,7 +112,7 @@ func NewReport(q Query, m store.Metrics) (Report, error) {
 			MeanSeconds:         lt.Mean,
 			ReviewMedianSeconds: lt.ReviewMedian,
 			DeployMedianSeconds: lt.DeployMedian,
-			Tier:                DurationTier(lt.Median, LeadTimeEliteBelow, LeadTimeHighBelow, LeadTimeMediumBelow),
+			Tier:                DurationTier(lt.MedianExact, LeadTimeEliteBelow, LeadTimeHighBelow, LeadTimeMediumBelow),
 		},
 		ChangeFailureRate: ChangeFailureRate{
 			Deployments: d.Attempts,
@@ -126,7 +126,7 @@ func NewReport(q Query, m store.Metrics) (Report, error) {
 			MedianSeconds: tr.Median,
 			P90Seconds:    tr.P90,
 			MeanSeconds:   tr.Mean,
-			Tier:          DurationTier(tr.Median, RestoreEliteBelow, RestoreHighBelow, RestoreMediumBelow),
+			Tier:          DurationTier(tr.MedianExact, RestoreEliteBelow, RestoreHighBelow, RestoreMediumBelow),
 		},
 		ReworkRate: ReworkRate{Deployments: d.Deployments, Rework: d.Rework, Rate: d.ReworkRate},
 	}

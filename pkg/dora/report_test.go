@@ -27,11 +27,11 @@ func TestNewReportDORAExample(t *testing.T) {
 			Rework: 1, ReworkRate: ptr(0.0833),
 		}},
 		LeadTime: []store.LeadTimeStats{{
-			Changes: 30, Median: ptr[int64](5400), P90: ptr[int64](86400), Mean: ptr[int64](20100),
+			Changes: 30, Median: ptr[int64](5400), MedianExact: ptr(5400.0), P90: ptr[int64](86400), Mean: ptr[int64](20100),
 			ReviewMedian: ptr[int64](1800), DeployMedian: ptr[int64](3000),
 		}},
 		Restore: []store.RestoreStats{{
-			Incidents: 2, Median: ptr[int64](3600), P90: ptr[int64](5520), Mean: ptr[int64](3600),
+			Incidents: 2, Median: ptr[int64](3600), MedianExact: ptr(3600.0), P90: ptr[int64](5520), Mean: ptr[int64](3600),
 		}},
 	}
 	r, err := dora.NewReport(q, m)
@@ -86,8 +86,8 @@ func TestNewReportZeroIsNotNull(t *testing.T) {
 	t.Parallel()
 	r := rate(t, 90*day,
 		store.DeploymentStats{Deployments: 3, Attempts: 3, ChangeFailureRate: ptr(0.0), ReworkRate: ptr(0.0)},
-		store.LeadTimeStats{Changes: 1, Median: ptr[int64](0), P90: ptr[int64](0), Mean: ptr[int64](0)},
-		store.RestoreStats{Incidents: 1, Median: ptr[int64](0), P90: ptr[int64](0), Mean: ptr[int64](0)})
+		store.LeadTimeStats{Changes: 1, Median: ptr[int64](0), MedianExact: ptr(0.0), P90: ptr[int64](0), Mean: ptr[int64](0)},
+		store.RestoreStats{Incidents: 1, Median: ptr[int64](0), MedianExact: ptr(0.0), P90: ptr[int64](0), Mean: ptr[int64](0)})
 	got, err := json.Marshal(r)
 	require.NoError(t, err)
 	var answer struct {
@@ -124,12 +124,12 @@ func TestNewReportSeries(t *testing.T) {
 			{Start: ptr(week2)},
 		},
 		LeadTime: []store.LeadTimeStats{
-			{Changes: 2, Median: ptr[int64](600)},
+			{Changes: 2, Median: ptr[int64](600), MedianExact: ptr(600.0)},
 			{Start: ptr(week1), Changes: 2, Median: ptr[int64](600)},
 			{Start: ptr(week2.In(paris))},
 		},
 		Restore: []store.RestoreStats{
-			{Incidents: 1, Median: ptr[int64](120)},
+			{Incidents: 1, Median: ptr[int64](120), MedianExact: ptr(120.0)},
 			{Start: ptr(week1), Incidents: 1, Median: ptr[int64](120)},
 			{Start: ptr(week2)},
 		},

@@ -45,8 +45,8 @@ func rateWindow(t *testing.T, from, to time.Time, d store.DeploymentStats, lt st
 	return r
 }
 
-func seconds(d time.Duration) *int64 {
-	s := int64(d / time.Second)
+func seconds(d time.Duration) *float64 {
+	s := d.Seconds()
 	return &s
 }
 
@@ -146,7 +146,7 @@ func TestLeadTimeTier(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name   string
-		median *int64
+		median *float64
 		want   string // "" is null
 	}{
 		{"no changes: null", nil, ""},
@@ -154,6 +154,7 @@ func TestLeadTimeTier(t *testing.T) {
 		{"a second", seconds(time.Second), dora.Elite},
 		// elite: < 1 day
 		{"just under a day", seconds(day - time.Second), dora.Elite},
+		{"half a second under a day (rounds to a day)", seconds(day - time.Second/2), dora.Elite},
 		{"a day exactly", seconds(day), dora.High},
 		// high: < 1 week
 		{"just under a week", seconds(week - time.Second), dora.High},
@@ -167,7 +168,7 @@ func TestLeadTimeTier(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			r := rate(t, 90*day, store.DeploymentStats{}, store.LeadTimeStats{Median: tt.median}, store.RestoreStats{})
+			r := rate(t, 90*day, store.DeploymentStats{}, store.LeadTimeStats{MedianExact: tt.median}, store.RestoreStats{})
 			require.Equal(t, tt.want, tierName(r.LeadTime.Tier))
 		})
 	}
@@ -216,7 +217,7 @@ func TestTimeToRestoreTier(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name   string
-		median *int64
+		median *float64
 		want   string // "" is null
 	}{
 		{"no incidents resolved: null", nil, ""},
@@ -236,7 +237,7 @@ func TestTimeToRestoreTier(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			r := rate(t, 90*day, store.DeploymentStats{}, store.LeadTimeStats{}, store.RestoreStats{Median: tt.median})
+			r := rate(t, 90*day, store.DeploymentStats{}, store.LeadTimeStats{}, store.RestoreStats{MedianExact: tt.median})
 			require.Equal(t, tt.want, tierName(r.TimeToRestore.Tier))
 		})
 	}

@@ -62,6 +62,9 @@ type Change struct {
 	CommittedAt   *time.Time
 	SubmittedAt   *time.Time
 	ApprovedAt    *time.Time
+	// MergedAt is when a pull request of the commit was merged: the change's approval when no
+	// review approved it (DORA.md).
+	MergedAt *time.Time
 }
 
 // Deployment is one deploy attempt to one environment. Key names the attempt within its source,

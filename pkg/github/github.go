@@ -275,9 +275,8 @@ func (m *mapper) pullRequest() error {
 	}
 	m.Set.Event.Status = "merged"
 	m.Set.Event.OccurredAt = merged
-	// A merge approves the change when no review did; an earlier approving review wins anyway,
-	// as the earliest approval is kept.
-	head.ApprovedAt = &merged
+	// A merge approves the change when no review did (DORA.md).
+	head.MergedAt = &merged
 	m.Merge(head, pr.MergeCommitSHA)
 	return nil
 }

@@ -225,7 +225,8 @@ func TestParseMergedPullRequestLinksHeadAndMergeCommit(t *testing.T) {
 	head := pr["head"].(map[string]any)["sha"].(string)
 	require.Len(t, d.Set.Changes, 2)
 	for _, c := range d.Set.Changes {
-		require.Equal(t, at(t, "2019-05-15T16:00:00Z"), *c.ApprovedAt, "merging approves when no review did")
+		require.Equal(t, at(t, "2019-05-15T16:00:00Z"), *c.MergedAt, "the merge, which approves when no review did")
+		require.Nil(t, c.ApprovedAt, "a merge is not a review")
 		require.NotNil(t, c.SubmittedAt)
 	}
 	require.Equal(t, []fact.ChangeLink{{PipelineID: "Codertocat/Hello-World", CommitID: head, LinkedID: "deadbeefdeadbeef"}}, d.Set.Links)

@@ -327,9 +327,8 @@ func (m *mapper) mergeRequest() error {
 		}
 		m.Set.Event.Status = "merged"
 		m.Set.Event.OccurredAt = merged
-		// A merge approves the change when no approval did; an earlier approval wins anyway,
-		// as the earliest approval is kept.
-		change.SubmittedAt, change.ApprovedAt = &created, &merged
+		// A merge approves the change when no approval did (DORA.md).
+		change.SubmittedAt, change.MergedAt = &created, &merged
 		m.Merge(change, oa.MergeCommitSHA, oa.SquashCommitSHA)
 	}
 	return nil

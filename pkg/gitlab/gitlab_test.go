@@ -102,7 +102,8 @@ func TestParseFixtures(t *testing.T) {
 			require.Equal(t, merged, s.Event.OccurredAt)
 			require.Len(t, s.Changes, 2)
 			for _, c := range s.Changes {
-				require.Equal(t, merged, *c.ApprovedAt, "merging approves when no approval did")
+				require.Equal(t, merged, *c.MergedAt, "the merge, which approves when no approval did")
+				require.Nil(t, c.ApprovedAt, "a merge is not an approval")
 				require.Equal(t, at(t, "2017-12-10T17:01:11Z"), *c.SubmittedAt)
 			}
 			require.Equal(t, []fact.ChangeLink{{PipelineID: "gitlab-org/hello-world",

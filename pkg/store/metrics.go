@@ -40,6 +40,8 @@ type LeadTimeStats struct {
 	Mean         *int64
 	ReviewMedian *int64
 	DeployMedian *int64
+	// MedianExact is the median before rounding: what the tier is rated on.
+	MedianExact *float64
 }
 
 // RestoreStats are time to restore, in whole seconds, for one bucket.
@@ -49,6 +51,8 @@ type RestoreStats struct {
 	Median    *int64
 	P90       *int64
 	Mean      *int64
+	// MedianExact is the median before rounding: what the tier is rated on.
+	MedianExact *float64
 }
 
 // Metrics answers a MetricsQuery. Each slice holds the whole window first (Start nil), then

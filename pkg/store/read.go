@@ -115,16 +115,21 @@ type ChangeFilter struct {
 	Page
 }
 
-// Change is a tracked change with its review and deploy times.
+// Change is a tracked commit with its review and deploy times.
 type Change struct {
-	PipelineID    string     `json:"pipeline_id"`
-	CommitID      string     `json:"commit_id"`
+	PipelineID string `json:"pipeline_id"`
+	CommitID   string `json:"commit_id"`
+	// ChangeID names the change the commit is part of: the smallest commit id of the commits
+	// that are one change (a merged pull request's head and merge commit), else its own.
+	ChangeID      string     `json:"change_id"`
 	PullRequestID *int64     `json:"pull_request_id"`
 	CommittedAt   *time.Time `json:"committed_at"`
 	SubmittedAt   *time.Time `json:"submitted_at"`
 	ApprovedAt    *time.Time `json:"approved_at"`
+	MergedAt      *time.Time `json:"merged_at"`
 	FirstAt       *time.Time `json:"first_at"`
-	// FirstDeployedAt maps each environment to the change's first successful deployment there.
+	// FirstDeployedAt maps each environment to the first successful deployment there of the
+	// change the commit is part of: where its lead time ends, as the metrics count it.
 	FirstDeployedAt map[string]time.Time `json:"first_deployed_at"`
 }
 
@@ -146,17 +151,18 @@ func (s *Store) Changes(ctx context.Context, f ChangeFilter) ([]Change, int, err
 	}
 	args := append(w.args, f.Limit, f.Skip)
 	rows, err := s.pool.Query(ctx, `
-SELECT c.pipeline_id, c.commit_id, c.pull_request_id, c.committed_at, c.submitted_at, c.approved_at, c.first_at,
-    (SELECT coalesce(jsonb_object_agg(cd.environment, cd.first_deployed_at), '{}')
-     FROM change_deployments cd WHERE cd.pipeline_id = c.pipeline_id AND cd.commit_id = c.commit_id)
+SELECT c.pipeline_id, c.commit_id, c.change_id, c.pull_request_id, c.committed_at, c.submitted_at, c.approved_at,
+    c.merged_at, c.first_at,
+    (SELECT coalesce(jsonb_object_agg(cd.environment, cd.deployed_at), '{}')
+     FROM change_deployments cd WHERE cd.pipeline_id = c.pipeline_id AND cd.change_id = c.change_id)
 FROM changes c`+w.String()+fmt.Sprintf(` ORDER BY c.first_at DESC NULLS LAST, c.pipeline_id, c.commit_id LIMIT $%d OFFSET $%d`, len(args)-1, len(args)), args...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list changes: %w", err)
 	}
 	changes, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Change, error) {
 		var c Change
-		err := row.Scan(&c.PipelineID, &c.CommitID, &c.PullRequestID, &c.CommittedAt, &c.SubmittedAt,
-			&c.ApprovedAt, &c.FirstAt, &c.FirstDeployedAt)
+		err := row.Scan(&c.PipelineID, &c.CommitID, &c.ChangeID, &c.PullRequestID, &c.CommittedAt, &c.SubmittedAt,
+			&c.ApprovedAt, &c.MergedAt, &c.FirstAt, &c.FirstDeployedAt)
 		return c, err
 	})
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 // a rebuild recomputes, in the order a rebuild refills them (a referenced table first). A table
 // that Write starts filling must be added here; a rebuild fails loudly until it is.
 var StreamTables = []string{"events", "changes", "deployments", "deployment_commits", "incidents", "pipelines", "pipeline_environments",
-	"push_commits", "change_links"}
+	"push_commits", "change_links", "change_deployments"}
 
 // rebuildSchema holds a rebuild's fresh tables until they are swapped in.
 const rebuildSchema = "devopstic_rebuild"
@@ -132,18 +132,24 @@ func (s *Store) BeginRebuild(ctx context.Context) (*Rebuild, error) {
 	return r, nil
 }
 
+// searchPath makes the rebuild's tables the ones a statement names. The live schema follows
+// so that the functions the statements call (dora_derive, from the migrations) are found; the
+// rebuild's schema holds every table they write or read (StreamTables).
+func (r *Rebuild) searchPath() string {
+	return `SET LOCAL search_path TO ` + ident(rebuildSchema) + `, ` + ident(r.live)
+}
+
 // Write writes sets into the rebuild's tables exactly as Store.Write writes them into the
-// live ones: the same statements, with the rebuild's schema as the only one searched.
+// live ones: the same statements, with the rebuild's schema searched first.
 func (r *Rebuild) Write(ctx context.Context, sets []fact.Set) error {
 	if len(sets) == 0 {
 		return nil
 	}
-	batch := queueWrites(sets)
 	err := pgx.BeginFunc(ctx, r.s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SET LOCAL search_path TO `+ident(rebuildSchema)); err != nil {
+		if _, err := tx.Exec(ctx, r.searchPath()); err != nil {
 			return err
 		}
-		return tx.SendBatch(ctx, batch).Close()
+		return writeSets(ctx, tx, sets)
 	})
 	if err != nil {
 		return fmt.Errorf("write %d events into the rebuild: %w", len(sets), err)
@@ -187,10 +193,10 @@ AND NOT EXISTS (SELECT 1 FROM `+ident(rebuildSchema, "events")+` n WHERE n.strea
 			if err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, `SET LOCAL search_path TO `+ident(rebuildSchema)); err != nil {
+			if _, err := tx.Exec(ctx, r.searchPath()); err != nil {
 				return err
 			}
-			if err := tx.SendBatch(ctx, queueWrites(sets)).Close(); err != nil {
+			if err := writeSets(ctx, tx, sets); err != nil {
 				return fmt.Errorf("write events written during the rebuild: %w", err)
 			}
 			if _, err := tx.Exec(ctx, `SET LOCAL search_path TO `+ident(r.live)); err != nil {

@@ -1,8 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -28,21 +30,26 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
             $15::bigint[], $16::text[], $17::text[])
     AS e(id, source, kind, pipeline_id, environment, commit_id, commits, incident_id, deployment_id,
          pull_request_id, status, occurred_at, time_inferred, received_at, stream_seq, payload, headers)
-ON CONFLICT (id) DO NOTHING`
+ON CONFLICT (id) DO NOTHING
+RETURNING id, stream_seq`
 
 // The WHERE clause skips updates that change nothing, so a replay over existing rows leaves no
 // dead tuples behind.
 const upsertChanges = `
-INSERT INTO changes AS c (pipeline_id, commit_id, pull_request_id, committed_at, submitted_at, approved_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[])
+INSERT INTO changes AS c (pipeline_id, commit_id, change_id, pull_request_id, committed_at, submitted_at, approved_at, merged_at)
+SELECT p, id, id, pr, committed, submitted, approved, merged
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[])
+    AS t(p, id, pr, committed, submitted, approved, merged)
 ON CONFLICT (pipeline_id, commit_id) DO UPDATE SET
     pull_request_id = LEAST(c.pull_request_id, EXCLUDED.pull_request_id),
     committed_at    = LEAST(c.committed_at, EXCLUDED.committed_at),
     submitted_at    = LEAST(c.submitted_at, EXCLUDED.submitted_at),
-    approved_at     = LEAST(c.approved_at, EXCLUDED.approved_at)
-WHERE (c.pull_request_id, c.committed_at, c.submitted_at, c.approved_at) IS DISTINCT FROM
+    approved_at     = LEAST(c.approved_at, EXCLUDED.approved_at),
+    merged_at       = LEAST(c.merged_at, EXCLUDED.merged_at)
+WHERE (c.pull_request_id, c.committed_at, c.submitted_at, c.approved_at, c.merged_at) IS DISTINCT FROM
     (LEAST(c.pull_request_id, EXCLUDED.pull_request_id), LEAST(c.committed_at, EXCLUDED.committed_at),
-     LEAST(c.submitted_at, EXCLUDED.submitted_at), LEAST(c.approved_at, EXCLUDED.approved_at))`
+     LEAST(c.submitted_at, EXCLUDED.submitted_at), LEAST(c.approved_at, EXCLUDED.approved_at),
+     LEAST(c.merged_at, EXCLUDED.merged_at))`
 
 // Latest wins, by a total order on (deployed_at, failure before success, event_id): whichever
 // order the events of one attempt arrive in, the same one decides the row. Texts compare
@@ -86,15 +93,13 @@ WHERE (i.pipeline_id, i.environment, i.opened_at, i.last_resolved_at, i.cause_de
      LEAST(i.cause_deployment_id COLLATE "C", EXCLUDED.cause_deployment_id),
      LEAST(i.cause_commit_id COLLATE "C", EXCLUDED.cause_commit_id))`
 
-// Write stores sets in one transaction: all of them or none. Rows are written in key order so
-// that concurrent writers lock them in the same order and do not deadlock.
+// Write stores sets in one transaction: all of them or none. See writeSets.
 func (s *Store) Write(ctx context.Context, sets []fact.Set) error {
 	if len(sets) == 0 {
 		return nil
 	}
-	batch := queueWrites(sets)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		return tx.SendBatch(ctx, batch).Close()
+		return writeSets(ctx, tx, sets)
 	})
 	if err != nil {
 		return fmt.Errorf("write %d events: %w", len(sets), err)
@@ -102,12 +107,99 @@ func (s *Store) Write(ctx context.Context, sets []fact.Set) error {
 	return nil
 }
 
-// queueWrites turns sets into statements, one per table, with the rows a batch repeats merged
-// first exactly as the upserts merge them (an ON CONFLICT statement may not touch a row twice).
-// Each statement's rows are in key order.
-func queueWrites(sets []fact.Set) *pgx.Batch {
+// lockPipelines serializes the writers of each pipeline: derived facts depend on every fact of
+// their pipeline, so a transaction that derives them must see all that others committed
+// before. Locks are taken in byte order, before any row is written, so writers cannot
+// deadlock; they are keyed by schema too, so a rebuild does not wait for the live writers.
+const lockPipelines = `
+SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/' || p, 0))
+FROM unnest($1::text[]) WITH ORDINALITY AS t(p, n)
+ORDER BY n`
+
+// writeSets writes sets in tx, in two round trips. First the raw events: an event id names
+// one event, so a message whose id is already written (a redelivery, a replay, a client
+// reusing its id) adds nothing, and of the copies a batch repeats the one with the lowest
+// stream sequence is kept. Then the facts of the events that were new, and the derived facts
+// of everything those touched (dora_derive, migrations/0009). Rows are written in key order so
+// that concurrent writers lock them in the same order.
+func writeSets(ctx context.Context, tx pgx.Tx, sets []fact.Set) error {
+	events := make([]fact.Event, len(sets))
+	for i, set := range sets {
+		events[i] = set.Event
+	}
+	slices.SortFunc(events, func(a, b fact.Event) int {
+		return cmp.Or(strings.Compare(a.ID, b.ID), cmp.Compare(a.StreamSeq, b.StreamSeq))
+	})
+	first := &pgx.Batch{}
+	first.Queue(lockPipelines, touchedPipelines(sets))
+	queueEvents(first, events)
+	results := tx.SendBatch(ctx, first)
+	if _, err := results.Exec(); err != nil {
+		return errors.Join(fmt.Errorf("lock pipelines: %w", err), results.Close())
+	}
+	rows, _ := results.Query()
+	type written struct {
+		id  string
+		seq int64
+	}
+	inserted, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (written, error) {
+		var w written
+		return w, row.Scan(&w.id, &w.seq)
+	})
+	if err := errors.Join(err, results.Close()); err != nil {
+		return fmt.Errorf("insert events: %w", err)
+	}
+	fresh := make(map[written]bool, len(inserted))
+	for _, w := range inserted {
+		fresh[w] = true
+	}
+	var applied []fact.Set
+	for _, set := range sets {
+		if fresh[written{set.Event.ID, int64(set.Event.StreamSeq)}] {
+			applied = append(applied, set)
+		}
+	}
+	if len(applied) == 0 {
+		return nil
+	}
+	return tx.SendBatch(ctx, queueFacts(applied)).Close()
+}
+
+// touchedPipelines are every pipeline sets name, in byte order.
+func touchedPipelines(sets []fact.Set) []string {
+	seen := map[string]bool{}
+	add := func(p string) {
+		if p != "" {
+			seen[p] = true
+		}
+	}
+	for _, set := range sets {
+		add(set.Event.PipelineID)
+		for _, c := range set.Changes {
+			add(c.PipelineID)
+		}
+		for _, d := range set.Deployments {
+			add(d.PipelineID)
+		}
+		for _, i := range set.Incidents {
+			add(i.PipelineID)
+		}
+		for _, pc := range set.PushCommits {
+			add(pc.PipelineID)
+		}
+		for _, l := range set.Links {
+			add(l.PipelineID)
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
+}
+
+// queueFacts turns sets into statements, one per table, with the rows a batch repeats merged
+// first exactly as the upserts merge them (an ON CONFLICT statement may not touch a row twice),
+// and ends with dora_derive over every commit and incident the sets name. Each statement's
+// rows are in key order.
+func queueFacts(sets []fact.Set) *pgx.Batch {
 	var (
-		events      []fact.Event
 		deployments = map[[4]string]*fact.Deployment{}
 		incidents   = map[[2]string]*fact.Incident{}
 		changes     = map[[2]string]*fact.Change{}
@@ -116,20 +208,22 @@ func queueWrites(sets []fact.Set) *pgx.Batch {
 		links       = map[[3]string]bool{}
 		pipelines   = map[string]bool{}
 		envs        = map[[2]string]bool{}
+		touched     = map[[2]string]bool{} // commits whose derived facts may change
 	)
 	for _, set := range sets {
-		events = append(events, set.Event)
 		if set.Event.PipelineID != "" {
 			pipelines[set.Event.PipelineID] = true
 		}
 		for _, c := range set.Changes {
 			mergeChange(changes, c)
+			touched[[2]string{c.PipelineID, c.CommitID}] = true
 		}
 		for _, d := range set.Deployments {
 			mergeDeployment(deployments, d)
 			envs[[2]string{d.PipelineID, d.Environment}] = true
 			for _, c := range d.Commits {
 				shipped[[5]string{d.Source, d.PipelineID, d.Environment, d.Key, c}] = true
+				touched[[2]string{d.PipelineID, c}] = true
 			}
 		}
 		for _, i := range set.Incidents {
@@ -138,17 +232,19 @@ func queueWrites(sets []fact.Set) *pgx.Batch {
 		}
 		for _, pc := range set.PushCommits {
 			pushed[[3]string{pc.PipelineID, pc.HeadID, pc.CommitID}] = true
+			touched[[2]string{pc.PipelineID, pc.HeadID}] = true
+			touched[[2]string{pc.PipelineID, pc.CommitID}] = true
 		}
 		for _, l := range set.Links {
 			// Both directions, so that either commit finds the other.
 			links[[3]string{l.PipelineID, l.CommitID, l.LinkedID}] = true
 			links[[3]string{l.PipelineID, l.LinkedID, l.CommitID}] = true
+			touched[[2]string{l.PipelineID, l.CommitID}] = true
+			touched[[2]string{l.PipelineID, l.LinkedID}] = true
 		}
 	}
-	slices.SortFunc(events, func(a, b fact.Event) int { return strings.Compare(a.ID, b.ID) })
 
 	b := &pgx.Batch{}
-	queueEvents(b, events)
 	queueChanges(b, changes)
 	queueDeployments(b, deployments)
 	if cols := columns(shipped); cols != nil {
@@ -171,6 +267,28 @@ func queueWrites(sets []fact.Set) *pgx.Batch {
 		b.Queue(`INSERT INTO pipeline_environments (pipeline_id, environment)
 			SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING`, cols[0], cols[1])
 	}
+	commits := columns(touched)
+	if commits == nil {
+		commits = [][]string{{}, {}}
+	}
+	incidentKeys := sortedKeys(incidents)
+	sources, ids := make([]string, len(incidentKeys)), make([]string, len(incidentKeys))
+	for i, k := range incidentKeys {
+		sources[i], ids[i] = k[0], k[1]
+	}
+	type attempt struct {
+		Source      string `json:"s"`
+		Pipeline    string `json:"p"`
+		Environment string `json:"e"`
+		Key         string `json:"key"`
+	}
+	attempts := []attempt{}
+	for _, k := range sortedKeys(deployments) {
+		attempts = append(attempts, attempt{k[0], k[1], k[2], k[3]})
+	}
+	if len(commits[0]) > 0 || len(attempts) > 0 || len(ids) > 0 {
+		b.Queue(`SELECT dora_derive($1, $2, $3, $4, $5)`, commits[0], commits[1], attempts, sources, ids)
+	}
 	return b
 }
 
@@ -187,6 +305,7 @@ func mergeChange(changes map[[2]string]*fact.Change, c fact.Change) {
 	have.CommittedAt = least(have.CommittedAt, c.CommittedAt, time.Time.Before)
 	have.SubmittedAt = least(have.SubmittedAt, c.SubmittedAt, time.Time.Before)
 	have.ApprovedAt = least(have.ApprovedAt, c.ApprovedAt, time.Time.Before)
+	have.MergedAt = least(have.MergedAt, c.MergedAt, time.Time.Before)
 }
 
 // mergeDeployment adds d to deployments, keeping the latest by upsertDeployments's order.
@@ -286,13 +405,13 @@ func queueChanges(b *pgx.Batch, changes map[[2]string]*fact.Change) {
 	n := len(keys)
 	pipelines, commits := make([]string, n), make([]string, n)
 	prs := make([]*int64, n)
-	committed, submitted, approved := make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
+	committed, submitted, approved, merged := make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
 	for i, k := range keys {
 		c := changes[k]
 		pipelines[i], commits[i], prs[i] = c.PipelineID, c.CommitID, c.PullRequestID
-		committed[i], submitted[i], approved[i] = c.CommittedAt, c.SubmittedAt, c.ApprovedAt
+		committed[i], submitted[i], approved[i], merged[i] = c.CommittedAt, c.SubmittedAt, c.ApprovedAt, c.MergedAt
 	}
-	b.Queue(upsertChanges, pipelines, commits, prs, committed, submitted, approved)
+	b.Queue(upsertChanges, pipelines, commits, prs, committed, submitted, approved, merged)
 }
 
 func queueDeployments(b *pgx.Batch, deployments map[[4]string]*fact.Deployment) {

@@ -119,7 +119,8 @@ func (m *Mapper) Merge(head fact.Change, made ...string) {
 			continue
 		}
 		m.Set.Changes = append(m.Set.Changes, fact.Change{PipelineID: head.PipelineID, CommitID: sha,
-			PullRequestID: head.PullRequestID, SubmittedAt: head.SubmittedAt, ApprovedAt: head.ApprovedAt})
+			PullRequestID: head.PullRequestID, SubmittedAt: head.SubmittedAt, ApprovedAt: head.ApprovedAt,
+			MergedAt: head.MergedAt})
 		m.Set.Links = append(m.Set.Links, fact.ChangeLink{PipelineID: head.PipelineID, CommitID: head.CommitID, LinkedID: sha})
 	}
 }

@@ -79,10 +79,12 @@ func TestGitLabFixturesReachTheTables(t *testing.T) {
 	require.Equal(t, 2, s.count(`SELECT count(*) FROM push_commits WHERE pipeline_id = 'mike/diaspora' AND head_id = 'da1560886d4f094c3e6c9ef40349f7d38b5d27d7'`))
 	require.Equal(t, 1, s.count(`SELECT count(*) FROM changes WHERE pipeline_id = 'gitlabhq/gitlab-test' AND commit_id = 'da1560886d4f094c3e6c9ef40349f7d38b5d27d7'
 		AND submitted_at = '2013-12-03T17:23:34Z' AND committed_at = '2012-01-03T21:36:29Z' AND approved_at IS NULL AND pull_request_id = 1`))
-	// The merge request: head and merge commit are one change, submitted when opened, approved by the merge.
+	// The merge request: head and merge commit are one change, submitted when opened, merged
+	// (which approves it, as no approval did).
 	require.Equal(t, 2, s.count(`SELECT count(*) FROM changes WHERE pipeline_id = 'gitlab-org/hello-world'
 		AND commit_id IN ('c4c79227ed610f1151f05bbc5be33b4f340d39c8', '78a76ee6b4992a6baf64c59fc4c44c7323d60438')
-		AND submitted_at = '2017-12-10T17:01:11Z' AND approved_at = '2017-12-10T17:08:07Z'`))
+		AND change_id = '78a76ee6b4992a6baf64c59fc4c44c7323d60438'
+		AND submitted_at = '2017-12-10T17:01:11Z' AND merged_at = '2017-12-10T17:08:07Z' AND approved_at IS NULL`))
 	require.Equal(t, 1, s.count(`SELECT count(*) FROM change_links WHERE pipeline_id = 'gitlab-org/hello-world'
 		AND commit_id = 'c4c79227ed610f1151f05bbc5be33b4f340d39c8' AND linked_id = '78a76ee6b4992a6baf64c59fc4c44c7323d60438'`))
 	require.Equal(t, 1, s.count(`SELECT count(*) FROM deployments WHERE source = 'gitlab' AND pipeline_id = 'root/test-deployment-webhooks'

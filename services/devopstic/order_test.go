@@ -151,16 +151,16 @@ func TestSameTablesWhateverTheOrderAndRepetition(t *testing.T) {
 	require.Len(t, inOrder["events"], len(events))
 	// The outcome the scenario was written for, so equal dumps also mean right dumps.
 	require.Equal(t, []string{
-		`(api,c1,7,"2026-11-24 05:55:00+00","2026-11-24 06:10:00+00","2026-11-24 06:30:00+00","2026-11-24 05:55:00+00")`,
-		`(api,c2,,"2026-11-24 06:40:00+00",,,"2026-11-24 06:40:00+00")`,
-		`(web,w1,,,,,)`,
+		`(api,c1,7,"2026-11-24 05:55:00+00","2026-11-24 06:10:00+00","2026-11-24 06:30:00+00","2026-11-24 05:55:00+00",,c1)`,
+		`(api,c2,,"2026-11-24 06:40:00+00",,,"2026-11-24 06:40:00+00",,c2)`,
+		`(web,w1,,,,,,,w1)`,
 	}, inOrder["changes"])
 	require.Len(t, inOrder["deployments"], 3)
 	require.Contains(t, strings.Join(inOrder["deployments"], "\n"), `(native,api,production,run-9,run-9,success,"2026-11-24 07:05:00+00",c2,`)
 	require.Equal(t, []string{
-		`(native,i1,api,production,"2026-11-24 07:10:00+00","2026-11-24 07:35:00+00","2026-11-24 07:35:00+00",run-9,)`,
-		`(native,i2,api,production,"2026-11-24 07:50:00+00","2026-11-24 07:40:00+00",,,c2)`,
-		`(native,i3,web,production,"2026-11-24 08:00:00+00","2026-11-24 08:30:00+00","2026-11-24 08:30:00+00",,)`,
+		`(native,i1,api,production,"2026-11-24 07:10:00+00","2026-11-24 07:35:00+00","2026-11-24 07:35:00+00",run-9,,,)`,
+		`(native,i2,api,production,"2026-11-24 07:50:00+00","2026-11-24 07:40:00+00",,,c2,native,run-9)`, // c2's cause resolves to run-9
+		`(native,i3,web,production,"2026-11-24 08:00:00+00","2026-11-24 08:30:00+00","2026-11-24 08:30:00+00",,,,)`,
 	}, inOrder["incidents"])
 
 	t.Run("reversed", func(t *testing.T) {

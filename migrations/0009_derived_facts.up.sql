@@ -1,0 +1,468 @@
+-- The DORA model derived at write time (docs/metrics.md, "How the metrics are computed").
+--
+-- The writer keeps three derived facts beside the base facts, in the same transaction, for
+-- exactly the keys a batch touches (dora_derive, below):
+--   * changes.change_id: which change a commit belongs to. Commits that change_links ties
+--     together (a merged pull request's head and merge commit) are one change, named by the
+--     smallest of their ids;
+--   * change_deployments: each change's first successful deployment to each environment, with
+--     the change's own times, which is all lead time needs;
+--   * incidents.cause_source/cause_key: the deployment that an incident's cause commit names,
+--     (the first successful deployment to the incident's environment that shipped it).
+-- The read functions are then aggregates over indexed rows. Derivation depends only on the
+-- facts of one pipeline, and writers serialize per pipeline (an advisory lock per pipeline,
+-- taken in order at the start of each batch, pkg/store), so several writers give the rows one
+-- writer gives.
+
+-- A pull request's merge approves its change when no review did: kept apart from approvals so
+-- that an approving review, even one made after the merge, is the change's approval (DORA.md).
+ALTER TABLE changes ADD COLUMN merged_at timestamptz;
+ALTER TABLE changes ADD COLUMN change_id text;
+UPDATE changes SET change_id = commit_id;
+ALTER TABLE changes ALTER COLUMN change_id SET NOT NULL;
+CREATE INDEX changes_by_change ON changes (pipeline_id, change_id);
+
+-- The resolved cause of an incident that names a commit: the deployment's source and key.
+ALTER TABLE incidents ADD COLUMN cause_source text;
+ALTER TABLE incidents ADD COLUMN cause_key text;
+-- Causes by commit, byte-ordered, so that the causes a commit's prefixes spell are one range.
+CREATE INDEX incidents_cause_prefix ON incidents (pipeline_id, (cause_commit_id COLLATE "C"));
+
+DROP VIEW change_deployments;
+
+-- A change's first successful deployment to an environment, and the change's times: the
+-- earliest of its commits' (approved_at: the earliest approval, else the earliest merge).
+CREATE TABLE change_deployments (
+    pipeline_id  text        NOT NULL,
+    change_id    text        NOT NULL,
+    environment  text        NOT NULL,
+    deployed_at  timestamptz NOT NULL,
+    first_at     timestamptz,
+    submitted_at timestamptz,
+    approved_at  timestamptz,
+    PRIMARY KEY (pipeline_id, change_id, environment)
+);
+CREATE INDEX change_deployments_env_time ON change_deployments (environment, deployed_at)
+    INCLUDE (pipeline_id, first_at, submitted_at, approved_at);
+CREATE INDEX change_deployments_window ON change_deployments (pipeline_id, environment, deployed_at)
+    INCLUDE (first_at, submitted_at, approved_at);
+
+-- Counting deployments by time reads the index alone.
+DROP INDEX deployments_env_time;
+CREATE INDEX deployments_env_time ON deployments (environment, deployed_at) INCLUDE (pipeline_id, status);
+DROP INDEX deployments_window;
+CREATE INDEX deployments_window ON deployments (pipeline_id, environment, deployed_at) INCLUDE (status);
+
+-- The commits whose derived facts a batch may change: those it named (p_pipelines/p_commits:
+-- changes, link ends, push heads and commits), every commit its deployment attempts ship
+-- (p_deployments: [{"s": source, "p": pipeline, "e": environment, "key": key}, ...]; a new
+-- report can change an attempt's status for every commit it ships), and the commits of the
+-- pushes whose head is one of those (a deployment of the head ships them).
+CREATE FUNCTION dora_touched_commits(p_pipelines text[], p_commits text[], p_deployments jsonb)
+RETURNS TABLE (pipeline_id text, commit_id text)
+LANGUAGE sql STABLE AS $$
+    WITH named AS (
+        SELECT t.p AS pipeline_id, t.c AS commit_id FROM unnest(p_pipelines, p_commits) AS t(p, c)
+        UNION
+        SELECT dc.pipeline_id, dc.commit_id
+        FROM jsonb_to_recordset(p_deployments) AS k(s text, p text, e text, key text)
+        JOIN deployment_commits dc ON dc.source = k.s AND dc.pipeline_id = k.p AND dc.environment = k.e
+            AND dc.deployment_key = k.key
+    )
+    SELECT pipeline_id, commit_id FROM named
+    UNION
+    SELECT pc.pipeline_id, pc.commit_id
+    FROM named t
+    JOIN push_commits pc ON pc.pipeline_id = t.pipeline_id AND pc.head_id = t.commit_id
+$$;
+
+-- The successful deployments of a pipeline's commit to each environment: those that list it,
+-- and those that list the head of a push that brought it.
+CREATE FUNCTION dora_commit_deployments(p_pipeline text, p_commit text)
+RETURNS TABLE (source text, environment text, deployment_key text, deployed_at timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT d.source, d.environment, d.deployment_key, d.deployed_at
+    FROM (
+        SELECT dc.source, dc.environment, dc.deployment_key
+        FROM deployment_commits dc
+        WHERE dc.pipeline_id = p_pipeline AND dc.commit_id = p_commit
+        UNION
+        SELECT dc.source, dc.environment, dc.deployment_key
+        FROM push_commits pc
+        JOIN deployment_commits dc ON dc.pipeline_id = pc.pipeline_id AND dc.commit_id = pc.head_id
+        WHERE pc.pipeline_id = p_pipeline AND pc.commit_id = p_commit
+    ) s
+    JOIN deployments d ON d.source = s.source AND d.pipeline_id = p_pipeline
+        AND d.environment = s.environment AND d.deployment_key = s.deployment_key
+    WHERE d.status = 'success'
+$$;
+
+-- The known commit of a pipeline that an incident's cause names: itself when known, else the
+-- one known commit it is a prefix of, when it is at least 7 hex characters (DORA.md).
+CREATE FUNCTION dora_resolve_commit(p_pipeline text, p_name text)
+RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN EXISTS (SELECT 1 FROM changes WHERE pipeline_id = p_pipeline AND commit_id = p_name) THEN p_name
+        WHEN length(p_name) >= 7 AND p_name ~ '^[0-9a-fA-F]+$' THEN (
+            SELECT min(commit_id) FROM changes
+            WHERE pipeline_id = p_pipeline AND starts_with(commit_id, p_name)
+            HAVING count(*) = 1)
+    END
+$$;
+
+-- The changes (pipeline, change id) of the commits touched.
+CREATE FUNCTION dora_touched_changes(p_pipelines text[], p_commits text[], p_deployments jsonb)
+RETURNS TABLE (pipeline_id text, change_id text)
+LANGUAGE sql STABLE AS $$
+    SELECT DISTINCT c.pipeline_id, c.change_id
+    FROM dora_touched_commits(p_pipelines, p_commits, p_deployments) t
+    JOIN changes c ON c.pipeline_id = t.pipeline_id AND c.commit_id = t.commit_id
+$$;
+
+-- What change_deployments holds for the changes named: one row per environment each change
+-- was successfully deployed to. A change's times are the earliest of its commits' and, after
+-- a squash or rebase merge, of the commits that the merge replaced: those of the push whose
+-- head is the pull request's head. A merge is told to be one when no push brings both ends of
+-- one of the change's links (a merge commit's push to main brings the head too: then the
+-- branch's commits are changes of their own, shipped by that push).
+CREATE FUNCTION dora_change_deployment_rows(p_pipelines text[], p_changes text[])
+RETURNS TABLE (pipeline_id text, change_id text, environment text, deployed_at timestamptz,
+               first_at timestamptz, submitted_at timestamptz, approved_at timestamptz)
+LANGUAGE sql STABLE AS $$
+    WITH members AS (
+        SELECT c.* FROM unnest(p_pipelines, p_changes) AS t(p, id)
+        JOIN changes c ON c.pipeline_id = t.p AND c.change_id = t.id
+    ), squashed AS (
+        SELECT DISTINCT m.pipeline_id, m.change_id
+        FROM members m
+        JOIN change_links l ON l.pipeline_id = m.pipeline_id AND l.commit_id = m.commit_id
+        WHERE NOT EXISTS (
+            SELECT 1 FROM members m2
+            JOIN change_links l2 ON l2.pipeline_id = m2.pipeline_id AND l2.commit_id = m2.commit_id
+            JOIN push_commits a ON a.pipeline_id = l2.pipeline_id AND a.commit_id = l2.commit_id
+            JOIN push_commits b ON b.pipeline_id = a.pipeline_id AND b.head_id = a.head_id
+                AND b.commit_id = l2.linked_id
+            WHERE m2.pipeline_id = m.pipeline_id AND m2.change_id = m.change_id)
+    ), replaced AS (
+        SELECT s.pipeline_id, s.change_id, c.committed_at, c.submitted_at, c.approved_at, c.merged_at
+        FROM squashed s
+        JOIN members m ON m.pipeline_id = s.pipeline_id AND m.change_id = s.change_id
+        JOIN push_commits pc ON pc.pipeline_id = m.pipeline_id AND pc.head_id = m.commit_id
+        JOIN changes c ON c.pipeline_id = pc.pipeline_id AND c.commit_id = pc.commit_id
+    ), times AS (
+        SELECT x.pipeline_id, x.change_id,
+               min(x.committed_at) AS committed_at, min(x.submitted_at) AS submitted_at,
+               coalesce(min(x.approved_at), min(x.merged_at)) AS approved_at
+        FROM (SELECT m.pipeline_id, m.change_id, m.committed_at, m.submitted_at, m.approved_at, m.merged_at
+              FROM members m
+              UNION ALL
+              SELECT * FROM replaced) x
+        GROUP BY x.pipeline_id, x.change_id
+    ), firsts AS (
+        SELECT m.pipeline_id, m.change_id, d.environment, min(d.deployed_at) AS deployed_at
+        FROM members m
+        CROSS JOIN LATERAL dora_commit_deployments(m.pipeline_id, m.commit_id) d
+        GROUP BY m.pipeline_id, m.change_id, d.environment
+    )
+    SELECT f.pipeline_id, f.change_id, f.environment, f.deployed_at,
+           least(t.committed_at, t.submitted_at, t.approved_at), t.submitted_at, t.approved_at
+    FROM firsts f
+    JOIN times t USING (pipeline_id, change_id)
+$$;
+
+-- dora_derive brings the derived facts up to date for what a batch touched: the commits it
+-- named (changes, link ends, push heads and commits) in p_pipelines/p_commits, the deployment
+-- attempts it reported (see dora_touched_commits) and the incidents it named. Each step
+-- recomputes its rows from the base facts, so running it again changes nothing.
+CREATE FUNCTION dora_derive(p_pipelines text[], p_commits text[], p_deployments jsonb,
+                            p_incident_sources text[], p_incident_ids text[])
+RETURNS void
+LANGUAGE sql VOLATILE AS $$
+    -- 1. Changes: each named commit's component over change_links, named by its smallest id
+    --    (links come with the batch's own commits; deployments change no component).
+    WITH RECURSIVE component(pipeline_id, root, commit_id) AS (
+        SELECT t.p, t.c, t.c FROM unnest(p_pipelines, p_commits) AS t(p, c)
+        UNION
+        SELECT k.pipeline_id, k.root, l.linked_id
+        FROM component k
+        JOIN change_links l ON l.pipeline_id = k.pipeline_id AND l.commit_id = k.commit_id
+    ), named AS (
+        SELECT pipeline_id, root, min(commit_id COLLATE "C") AS change_id
+        FROM component GROUP BY pipeline_id, root
+    )
+    UPDATE changes c SET change_id = n.change_id
+    FROM component k JOIN named n USING (pipeline_id, root)
+    WHERE c.pipeline_id = k.pipeline_id AND c.commit_id = k.commit_id
+      AND c.change_id IS DISTINCT FROM n.change_id;
+
+    -- 2. change_deployments of the touched changes. A merge of two changes leaves the rows of
+    --    the one whose name went; their names are among the members' commit ids.
+    WITH touched AS (
+        SELECT array_agg(pipeline_id) AS ps, array_agg(change_id) AS ids
+        FROM dora_touched_changes(p_pipelines, p_commits, p_deployments)
+    ), fresh AS (
+        SELECT r.* FROM touched, dora_change_deployment_rows(touched.ps, touched.ids) r
+    ), stale AS (
+        SELECT cd.pipeline_id, cd.change_id, cd.environment
+        FROM touched
+        CROSS JOIN unnest(touched.ps, touched.ids) AS t(p, id)
+        JOIN changes m ON m.pipeline_id = t.p AND m.change_id = t.id
+        JOIN change_deployments cd ON cd.pipeline_id = m.pipeline_id AND cd.change_id = m.commit_id
+        EXCEPT
+        SELECT pipeline_id, change_id, environment FROM fresh
+    )
+    DELETE FROM change_deployments cd
+    USING stale s
+    WHERE cd.pipeline_id = s.pipeline_id AND cd.change_id = s.change_id AND cd.environment = s.environment;
+
+    WITH touched AS (
+        SELECT array_agg(pipeline_id) AS ps, array_agg(change_id) AS ids
+        FROM dora_touched_changes(p_pipelines, p_commits, p_deployments)
+    )
+    INSERT INTO change_deployments AS cd
+    SELECT r.* FROM touched, dora_change_deployment_rows(touched.ps, touched.ids) r
+    ON CONFLICT (pipeline_id, change_id, environment) DO UPDATE SET
+        deployed_at = EXCLUDED.deployed_at, first_at = EXCLUDED.first_at,
+        submitted_at = EXCLUDED.submitted_at, approved_at = EXCLUDED.approved_at
+    WHERE (cd.deployed_at, cd.first_at, cd.submitted_at, cd.approved_at)
+        IS DISTINCT FROM (EXCLUDED.deployed_at, EXCLUDED.first_at, EXCLUDED.submitted_at, EXCLUDED.approved_at);
+
+    -- 3. The deployment each cause commit names: for the incidents the batch named, and for
+    --    those whose cause is a touched commit or a prefix of one (a new commit can make a
+    --    prefix ambiguous; a new deployment can ship the commit first).
+    WITH candidates AS (
+        SELECT i.source, i.incident_id
+        FROM unnest(p_incident_sources, p_incident_ids) AS k(s, id)
+        JOIN incidents i ON i.source = k.s AND i.incident_id = k.id
+        UNION
+        SELECT i.source, i.incident_id
+        FROM dora_touched_commits(p_pipelines, p_commits, p_deployments) t
+        JOIN incidents i ON i.pipeline_id = t.pipeline_id
+            AND (i.cause_commit_id COLLATE "C") >= left(t.commit_id, 7) COLLATE "C"
+            AND (i.cause_commit_id COLLATE "C") <= t.commit_id COLLATE "C"
+            AND starts_with(t.commit_id, i.cause_commit_id)
+    ), resolved AS (
+        SELECT i.source, i.incident_id, f.source AS cause_source, f.deployment_key AS cause_key
+        FROM candidates
+        JOIN incidents i USING (source, incident_id)
+        LEFT JOIN LATERAL (
+            SELECT d.source, d.deployment_key
+            FROM dora_commit_deployments(i.pipeline_id, dora_resolve_commit(i.pipeline_id, i.cause_commit_id)) d
+            WHERE d.environment = i.environment
+            ORDER BY d.deployed_at, d.source COLLATE "C", d.deployment_key COLLATE "C"
+            LIMIT 1
+        ) f ON i.cause_commit_id IS NOT NULL
+    )
+    UPDATE incidents i SET cause_source = r.cause_source, cause_key = r.cause_key
+    FROM resolved r
+    WHERE i.source = r.source AND i.incident_id = r.incident_id
+      AND (i.cause_source, i.cause_key) IS DISTINCT FROM (r.cause_source, r.cause_key);
+$$;
+
+-- dora_derive_pipeline derives everything of one pipeline: what the tables held before this
+-- migration, and what a bulk load (make bench's COPY) wrote without the writer.
+CREATE FUNCTION dora_derive_pipeline(p_pipeline text)
+RETURNS void
+LANGUAGE sql VOLATILE AS $$
+    SELECT dora_derive(
+        (SELECT array_agg(pipeline_id) FROM changes WHERE pipeline_id = p_pipeline),
+        (SELECT array_agg(commit_id) FROM changes WHERE pipeline_id = p_pipeline),
+        NULL,
+        (SELECT array_agg(source) FROM incidents WHERE pipeline_id = p_pipeline),
+        (SELECT array_agg(incident_id) FROM incidents WHERE pipeline_id = p_pipeline))
+$$;
+
+SELECT dora_derive_pipeline(p)
+FROM (SELECT pipeline_id FROM changes UNION SELECT pipeline_id FROM incidents ORDER BY 1) AS t(p);
+
+-- The bucket a time falls in: the window's start for 'all', else the calendar start (UTC) of
+-- its day, ISO week or month, as dora_buckets names them.
+CREATE FUNCTION dora_bucket(p_unit text, p_from timestamptz, t timestamptz)
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN p_unit = 'all' THEN p_from
+                ELSE date_trunc(p_unit, t AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' END
+$$;
+
+-- The deployments that an incident of their pipeline and environment names as its cause
+-- (by deployment id, or by a commit they first shipped), and those made while one was open:
+-- found from the incidents, which are few, not by probing every deployment.
+CREATE FUNCTION dora_named_deployments(p_pipelines text[], p_env text, p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (source text, pipeline_id text, deployment_key text, deployed_at timestamptz, status text)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT d.source, d.pipeline_id, d.deployment_key, d.deployed_at, d.status
+    FROM incidents i
+    JOIN deployments d ON d.pipeline_id = i.pipeline_id AND d.environment = i.environment
+        AND d.deployment_id = i.cause_deployment_id
+    WHERE i.environment = p_env AND (p_pipelines IS NULL OR i.pipeline_id = ANY (p_pipelines))
+      AND d.deployed_at >= p_from AND d.deployed_at < p_to
+    UNION
+    SELECT d.source, d.pipeline_id, d.deployment_key, d.deployed_at, d.status
+    FROM incidents i
+    JOIN deployments d ON d.source = i.cause_source AND d.pipeline_id = i.pipeline_id
+        AND d.environment = i.environment AND d.deployment_key = i.cause_key
+    WHERE i.environment = p_env AND (p_pipelines IS NULL OR i.pipeline_id = ANY (p_pipelines))
+      AND d.deployed_at >= p_from AND d.deployed_at < p_to
+$$;
+
+CREATE FUNCTION dora_rework_deployments(p_pipelines text[], p_env text, p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (source text, pipeline_id text, deployment_key text, deployed_at timestamptz)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT DISTINCT d.source, d.pipeline_id, d.deployment_key, d.deployed_at
+    FROM incidents i
+    JOIN deployments d ON d.pipeline_id = i.pipeline_id AND d.environment = i.environment
+        AND d.deployed_at >= greatest(i.opened_at, p_from)
+        AND (i.resolved_at IS NULL OR d.deployed_at < i.resolved_at)
+        AND d.deployed_at < p_to
+    WHERE i.environment = p_env AND (p_pipelines IS NULL OR i.pipeline_id = ANY (p_pipelines))
+      AND i.opened_at < p_to AND (i.resolved_at IS NULL OR i.resolved_at > p_from)
+      AND d.status = 'success'
+$$;
+
+-- The deployment attempts to p_env whose time is in the window, with what DORA asks of each
+-- (failed: status failure or named as a cause; rework: successful while an incident of its
+-- pipeline and environment was open). Kept for reading one deployment at a time;
+-- dora_deployments counts without it.
+CREATE OR REPLACE FUNCTION dora_deployment_facts(p_pipelines text[], p_env text, p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (pipeline_id text, deployed_at timestamptz, success boolean, failed boolean, rework boolean)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT d.pipeline_id, d.deployed_at, d.status = 'success',
+           d.status = 'failure' OR n.source IS NOT NULL,
+           d.status = 'success' AND r.source IS NOT NULL
+    FROM deployments d
+    LEFT JOIN (SELECT DISTINCT source, pipeline_id, deployment_key FROM dora_named_deployments(p_pipelines, p_env, p_from, p_to)) n
+        ON n.source = d.source AND n.pipeline_id = d.pipeline_id AND n.deployment_key = d.deployment_key
+    LEFT JOIN dora_rework_deployments(p_pipelines, p_env, p_from, p_to) r
+        ON r.source = d.source AND r.pipeline_id = d.pipeline_id AND r.deployment_key = d.deployment_key
+    WHERE d.environment = p_env
+      AND (p_pipelines IS NULL OR d.pipeline_id = ANY (p_pipelines))
+      AND d.deployed_at >= p_from AND d.deployed_at < p_to
+$$;
+
+-- Deployment frequency, change failure rate and rework rate, per bucket and (start NULL) for
+-- the whole window: counts over the deployments' time index, plus the few deployments that
+-- incidents name or overlap.
+CREATE OR REPLACE FUNCTION dora_deployments(p_pipelines text[], p_env text, p_from timestamptz, p_to timestamptz, p_unit text DEFAULT 'all')
+RETURNS TABLE (start timestamptz, deployments bigint, per_day numeric, per_week numeric,
+               attempts bigint, failed bigint, change_failure_rate numeric, rework bigint, rework_rate numeric)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    WITH facts AS (
+        SELECT dora_bucket(p_unit, p_from, d.deployed_at) AS start,
+               count(*) AS attempts,
+               count(*) FILTER (WHERE d.status = 'success') AS deployments,
+               count(*) FILTER (WHERE d.status = 'failure') AS failed,
+               0::bigint AS rework
+        FROM deployments d
+        WHERE d.environment = p_env
+          AND (p_pipelines IS NULL OR d.pipeline_id = ANY (p_pipelines))
+          AND d.deployed_at >= p_from AND d.deployed_at < p_to
+        GROUP BY 1
+        UNION ALL
+        -- successful deployments named as a cause fail too (failures are counted already)
+        SELECT dora_bucket(p_unit, p_from, n.deployed_at), 0, 0, count(*), 0
+        FROM dora_named_deployments(p_pipelines, p_env, p_from, p_to) n
+        WHERE n.status = 'success'
+        GROUP BY 1
+        UNION ALL
+        SELECT dora_bucket(p_unit, p_from, r.deployed_at), 0, 0, 0, count(*)
+        FROM dora_rework_deployments(p_pipelines, p_env, p_from, p_to) r
+        GROUP BY 1
+    ), counted AS (
+        SELECT b.start, min(b.lo) AS lo, max(b.hi) AS hi,
+               coalesce(sum(f.deployments), 0)::bigint AS deployments,
+               coalesce(sum(f.attempts), 0)::bigint AS attempts,
+               coalesce(sum(f.failed), 0)::bigint AS failed,
+               coalesce(sum(f.rework), 0)::bigint AS rework
+        FROM dora_buckets(p_from, p_to, p_unit) b
+        LEFT JOIN facts f ON f.start = b.start
+        GROUP BY GROUPING SETS ((b.start), ())
+    )
+    SELECT start, deployments,
+           round(deployments / (extract(epoch FROM hi - lo) / 86400), 4),
+           round(deployments * 7 / (extract(epoch FROM hi - lo) / 86400), 4),
+           attempts, failed,
+           round(failed::numeric / nullif(attempts, 0), 4),
+           rework,
+           round(rework::numeric / nullif(deployments, 0), 4)
+    FROM counted
+    ORDER BY start NULLS FIRST
+$$;
+
+-- The changes whose first successful deployment to p_env is in the window, named by their
+-- change id (the smallest commit id of the change), with that time and the change's times.
+CREATE OR REPLACE FUNCTION dora_change_facts(p_pipelines text[], p_env text, p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (pipeline_id text, commit_id text, deployed_at timestamptz, first_at timestamptz,
+               submitted_at timestamptz, approved_at timestamptz)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT cd.pipeline_id, cd.change_id, cd.deployed_at, cd.first_at, cd.submitted_at, cd.approved_at
+    FROM change_deployments cd
+    WHERE cd.environment = p_env
+      AND (p_pipelines IS NULL OR cd.pipeline_id = ANY (p_pipelines))
+      AND cd.deployed_at >= p_from AND cd.deployed_at < p_to
+$$;
+
+-- Lead time for changes, with its review and deployment parts, per bucket and (start NULL)
+-- for the whole window. Zero or negative lead times are left out (DORA.md). median_exact is
+-- the median before rounding, which the tiers are rated on.
+DROP FUNCTION dora_lead_time(text[], text, timestamptz, timestamptz, text);
+CREATE FUNCTION dora_lead_time(p_pipelines text[], p_env text, p_from timestamptz, p_to timestamptz, p_unit text DEFAULT 'all')
+RETURNS TABLE (start timestamptz, changes bigint, median_seconds bigint, p90_seconds bigint, mean_seconds bigint,
+               review_median_seconds bigint, deploy_median_seconds bigint, median_exact double precision)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    WITH lt AS (
+        SELECT dora_bucket(p_unit, p_from, f.deployed_at) AS start,
+               extract(epoch FROM f.deployed_at - f.first_at)::float8 AS lead,
+               extract(epoch FROM f.approved_at - f.submitted_at)::float8 AS review,
+               extract(epoch FROM f.deployed_at - f.approved_at)::float8 AS deploy
+        FROM dora_change_facts(p_pipelines, p_env, p_from, p_to) f
+        WHERE f.deployed_at > f.first_at
+    ), stats AS (
+        SELECT lt.start, count(lt.lead) AS changes,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY lt.lead) AS median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY lt.lead) AS p90,
+               avg(lt.lead) AS mean,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY lt.review) AS review,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY lt.deploy) AS deploy
+        FROM lt
+        GROUP BY GROUPING SETS ((lt.start), ())
+    )
+    SELECT b.start, coalesce(s.changes, 0),
+           round(s.median::numeric)::bigint, round(s.p90::numeric)::bigint, round(s.mean::numeric)::bigint,
+           round(s.review::numeric)::bigint, round(s.deploy::numeric)::bigint, s.median
+    FROM (SELECT b.start FROM dora_buckets(p_from, p_to, p_unit) b UNION ALL SELECT NULL) b
+    LEFT JOIN stats s ON s.start IS NOT DISTINCT FROM b.start
+    ORDER BY b.start NULLS FIRST
+$$;
+
+-- Time to restore: incidents resolved in the window, per bucket and (start NULL) overall.
+DROP FUNCTION dora_time_to_restore(text[], text, timestamptz, timestamptz, text);
+CREATE FUNCTION dora_time_to_restore(p_pipelines text[], p_env text, p_from timestamptz, p_to timestamptz, p_unit text DEFAULT 'all')
+RETURNS TABLE (start timestamptz, incidents bigint, median_seconds bigint, p90_seconds bigint, mean_seconds bigint,
+               median_exact double precision)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    WITH r AS (
+        SELECT dora_bucket(p_unit, p_from, i.resolved_at) AS start,
+               extract(epoch FROM i.resolved_at - i.opened_at)::float8 AS restore
+        FROM incidents i
+        WHERE i.environment = p_env
+          AND (p_pipelines IS NULL OR i.pipeline_id = ANY (p_pipelines))
+          AND i.resolved_at >= p_from AND i.resolved_at < p_to
+    ), stats AS (
+        SELECT r.start, count(r.restore) AS incidents,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY r.restore) AS median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY r.restore) AS p90,
+               avg(r.restore) AS mean
+        FROM r
+        GROUP BY GROUPING SETS ((r.start), ())
+    )
+    SELECT b.start, coalesce(s.incidents, 0),
+           round(s.median::numeric)::bigint, round(s.p90::numeric)::bigint, round(s.mean::numeric)::bigint,
+           s.median
+    FROM (SELECT b.start FROM dora_buckets(p_from, p_to, p_unit) b UNION ALL SELECT NULL) b
+    LEFT JOIN stats s ON s.start IS NOT DISTINCT FROM b.start
+    ORDER BY b.start NULLS FIRST
+$$;
+
+-- The queries above replace it.
+DROP VIEW shipped_commits;
