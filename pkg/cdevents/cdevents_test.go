@@ -272,22 +272,26 @@ func TestBadEvents(t *testing.T) {
 		"XML data":                 {cdevents.MediaStructured, nil, edit(good, func(ce map[string]any) { ce["datacontenttype"] = "application/xml" }), cdevents.ErrInvalid, "datacontenttype"},
 		"a NUL in the data":        {cdevents.MediaStructured, nil, []byte(strings.Replace(string(good), "test123", `\u0000`, 1)), cdevents.ErrInvalid, "text Postgres cannot store"},
 
-		"unknown CDEvent":             {cdevents.MediaStructured, nil, edit(good, func(ce map[string]any) { ce["type"] = "dev.cdevents.pipelinerun.started.0.2.0" }), cdevents.ErrIgnored, "does not use pipelinerun.started"},
-		"not a CDEvent":               {cdevents.MediaStructured, nil, edit(good, func(ce map[string]any) { ce["type"] = "com.example.object.created" }), cdevents.ErrIgnored, "not a CDEvent type"},
-		"no data":                     {cdevents.MediaStructured, nil, edit(good, func(ce map[string]any) { delete(ce, "data") }), cdevents.ErrInvalid, "data must be the CDEvent"},
-		"data a string":               {cdevents.MediaStructured, nil, edit(good, func(ce map[string]any) { ce["data"] = "{}" }), cdevents.ErrInvalid, "data must be the CDEvent"},
-		"no context":                  {cdevents.MediaStructured, nil, data(func(cd map[string]any) { delete(cd, "context") }), cdevents.ErrInvalid, "data.context is missing"},
-		"no spec version":             {cdevents.MediaStructured, nil, data(func(cd map[string]any) { delete(cd["context"].(map[string]any), "specversion") }), cdevents.ErrInvalid, "data.context.specversion is missing"},
-		"CDEvents 0.3":                {cdevents.MediaStructured, nil, data(func(cd map[string]any) { cd["context"].(map[string]any)["specversion"] = "0.3.0" }), cdevents.ErrInvalid, `data.context.specversion is "0.3.0"`},
-		"types disagree":              {cdevents.MediaStructured, nil, data(func(cd map[string]any) { cd["context"].(map[string]any)["type"] = "dev.cdevents.service.removed.0.3.0" }), cdevents.ErrInvalid, "data.context.type"},
-		"no time":                     {cdevents.MediaStructured, nil, edit(data(func(cd map[string]any) { delete(cd["context"].(map[string]any), "timestamp") }), func(ce map[string]any) { delete(ce, "time") }), cdevents.ErrInvalid, "data.context.timestamp is missing"},
-		"a bad time":                  {cdevents.MediaStructured, nil, data(func(cd map[string]any) { cd["context"].(map[string]any)["timestamp"] = "yesterday" }), cdevents.ErrInvalid, "data.context.timestamp"},
-		"no subject id":               {cdevents.MediaStructured, nil, data(func(cd map[string]any) { delete(cd["subject"].(map[string]any), "id") }), cdevents.ErrInvalid, "data.subject.id is missing"},
-		"no environment":              {cdevents.MediaStructured, nil, content(func(c map[string]any) { delete(c, "environment") }), cdevents.ErrInvalid, "data.subject.content.environment.id is missing"},
-		"no artifact":                 {cdevents.MediaStructured, nil, content(func(c map[string]any) { delete(c, "artifactId") }), cdevents.ErrInvalid, "data.subject.content.artifactId is missing"},
-		"binary, no artifact":         {"application/json", cdeventstest.BinaryHeaders(t, deployed), cdeventstest.Set(t, deployed, func(cd map[string]any) { delete(cd["subject"].(map[string]any)["content"].(map[string]any), "artifactId") }), cdevents.ErrInvalid, "body.subject.content.artifactId is missing"},
+		"unknown CDEvent": {cdevents.MediaStructured, nil, edit(good, func(ce map[string]any) { ce["type"] = "dev.cdevents.pipelinerun.started.0.2.0" }), cdevents.ErrIgnored, "does not use pipelinerun.started"},
+		"not a CDEvent":   {cdevents.MediaStructured, nil, edit(good, func(ce map[string]any) { ce["type"] = "com.example.object.created" }), cdevents.ErrIgnored, "not a CDEvent type"},
+		"no data":         {cdevents.MediaStructured, nil, edit(good, func(ce map[string]any) { delete(ce, "data") }), cdevents.ErrInvalid, "data must be the CDEvent"},
+		"data a string":   {cdevents.MediaStructured, nil, edit(good, func(ce map[string]any) { ce["data"] = "{}" }), cdevents.ErrInvalid, "data must be the CDEvent"},
+		"no context":      {cdevents.MediaStructured, nil, data(func(cd map[string]any) { delete(cd, "context") }), cdevents.ErrInvalid, "data.context is missing"},
+		"no spec version": {cdevents.MediaStructured, nil, data(func(cd map[string]any) { delete(cd["context"].(map[string]any), "specversion") }), cdevents.ErrInvalid, "data.context.specversion is missing"},
+		"CDEvents 0.3":    {cdevents.MediaStructured, nil, data(func(cd map[string]any) { cd["context"].(map[string]any)["specversion"] = "0.3.0" }), cdevents.ErrInvalid, `data.context.specversion is "0.3.0"`},
+		"types disagree":  {cdevents.MediaStructured, nil, data(func(cd map[string]any) { cd["context"].(map[string]any)["type"] = "dev.cdevents.service.removed.0.3.0" }), cdevents.ErrInvalid, "data.context.type"},
+		"no time":         {cdevents.MediaStructured, nil, edit(data(func(cd map[string]any) { delete(cd["context"].(map[string]any), "timestamp") }), func(ce map[string]any) { delete(ce, "time") }), cdevents.ErrInvalid, "data.context.timestamp is missing"},
+		"a bad time":      {cdevents.MediaStructured, nil, data(func(cd map[string]any) { cd["context"].(map[string]any)["timestamp"] = "yesterday" }), cdevents.ErrInvalid, "data.context.timestamp"},
+		"no subject id":   {cdevents.MediaStructured, nil, data(func(cd map[string]any) { delete(cd["subject"].(map[string]any), "id") }), cdevents.ErrInvalid, "data.subject.id is missing"},
+		"no environment":  {cdevents.MediaStructured, nil, content(func(c map[string]any) { delete(c, "environment") }), cdevents.ErrInvalid, "data.subject.content.environment.id is missing"},
+		"no artifact":     {cdevents.MediaStructured, nil, content(func(c map[string]any) { delete(c, "artifactId") }), cdevents.ErrInvalid, "data.subject.content.artifactId is missing"},
+		"binary, no artifact": {"application/json", cdeventstest.BinaryHeaders(t, deployed), cdeventstest.Set(t, deployed, func(cd map[string]any) {
+			delete(cd["subject"].(map[string]any)["content"].(map[string]any), "artifactId")
+		}), cdevents.ErrInvalid, "body.subject.content.artifactId is missing"},
 		"an incident with no service": {cdevents.MediaStructured, nil, edit(cdeventstest.Structured(t, cdeventstest.Set(t, fixture(t, "v0.4/incident_detected.json"), func(cd map[string]any) { delete(cd["subject"].(map[string]any)["content"].(map[string]any), "service") })), func(map[string]any) {}), cdevents.ErrInvalid, "data.subject.content.service.id is missing (or add ?pipeline_id="},
-		"a change with no repository": {cdevents.MediaStructured, nil, cdeventstest.Structured(t, cdeventstest.Set(t, fixture(t, "v0.4/change_merged.json"), func(cd map[string]any) { delete(cd["subject"].(map[string]any)["content"].(map[string]any), "repository") })), cdevents.ErrInvalid, "data.subject.content.repository.id is missing"},
+		"a change with no repository": {cdevents.MediaStructured, nil, cdeventstest.Structured(t, cdeventstest.Set(t, fixture(t, "v0.4/change_merged.json"), func(cd map[string]any) {
+			delete(cd["subject"].(map[string]any)["content"].(map[string]any), "repository")
+		})), cdevents.ErrInvalid, "data.subject.content.repository.id is missing"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -317,7 +321,7 @@ func TestLenient(t *testing.T) {
 func TestCommit(t *testing.T) {
 	t.Parallel()
 	for artifact, want := range map[string]string{
-		"pkg:oci/myapp@sha256%3A0b31b1c0":                        "sha256:0b31b1c0",
+		"pkg:oci/myapp@sha256%3A0b31b1c0":                         "sha256:0b31b1c0",
 		"pkg:golang/mygit.com/myorg/myapp@234fd47e07d1004f0aed9c": "234fd47e07d1004f0aed9c",
 		"pkg:github/acme/api@1a2b3c4d?repository_url=x#sub":       "1a2b3c4d",
 		"pkg:npm/%40angular/animation@12.3.1":                     "12.3.1",
