@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"path/filepath"
@@ -122,6 +123,18 @@ func TestCDEventsSpecExamplesReachTheMetrics(t *testing.T) {
 	r = s.doraKeys("/api/v1/metrics/dora?pipeline_id=myApp&environment=prod1&from=2022-11-11&to=2022-11-12")
 	// The examples resolve the incident at the instant it opened: not a restore, so still open.
 	require.Equal(t, 1.0, r["time_to_restore"]["open_incidents"])
+
+	// The tables are a function of the stream: both modes map again to the same rows, from the
+	// events table (the binary attributes from its headers) and from the stream.
+	want := fullDump(t, s.db)
+	_, err := s.db.Exec(context.Background(), `DELETE FROM deployments; DELETE FROM incidents; DELETE FROM changes`)
+	require.NoError(t, err)
+	for _, args := range [][]string{{"rebuild"}, {"rebuild", "--from-stream"}} {
+		out, err := s.admin(args...)
+		require.NoError(t, err, out)
+		require.Contains(t, out, "18 events mapped")
+		compareDumps(t, strings.Join(args, " "), want, fullDump(t, s.db))
+	}
 }
 
 // A flow of CDEvents in every mode, sent in reverse order, some twice, gives the figures DORA.md
