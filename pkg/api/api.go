@@ -129,6 +129,8 @@ func New(cfg Config, deps Deps) *fiber.App {
 	app.Get("/refresh_token", s.authorize(""), s.refreshToken)
 	app.Post("/events", s.authorize(auth.ScopeWrite), s.postEvents)
 	app.Post("/webhook/:token/events", s.authorizePath(auth.ScopeWrite), s.postEvents)
+	app.Post("/cdevents", s.authorize(auth.ScopeWrite), s.postCDEvents)
+	app.Post("/webhook/:token/cdevents", s.authorizePath(auth.ScopeWrite), s.postCDEvents)
 	app.Get("/events", s.authorize(auth.ScopeRead), s.getEvents)
 	app.Get("/commits", s.authorize(auth.ScopeRead), s.getCommits)
 	app.Post("/github/events", s.postGitHub)

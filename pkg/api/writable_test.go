@@ -22,6 +22,7 @@ import (
 
 	"github.com/devopstic/devopstic/pkg/api"
 	"github.com/devopstic/devopstic/pkg/auth"
+	"github.com/devopstic/devopstic/pkg/cdevents"
 	"github.com/devopstic/devopstic/pkg/fact"
 	"github.com/devopstic/devopstic/pkg/gitlab"
 	"github.com/devopstic/devopstic/pkg/store"
@@ -41,6 +42,8 @@ const (
 	routeGitLab
 	routePagerDuty
 	routeAlertmanager
+	routeCDEvents       // structured mode; batched mode when the body is an array
+	routeCDEventsBinary // name is ce-type, header ce-id
 	routes
 )
 
@@ -108,6 +111,7 @@ func request(route uint8, name, header, pipeline string, body []byte) *http.Requ
 	path := map[uint8]string{
 		routeJSON: "/events", routeNDJSON: "/events", routeGitHub: "/github/events", routeGitLab: "/gitlab/events",
 		routePagerDuty: "/pagerduty/incidents", routeAlertmanager: "/alertmanager/alerts",
+		routeCDEvents: "/cdevents", routeCDEventsBinary: "/cdevents",
 	}[route%routes]
 	if pipeline != "" {
 		path += "?pipeline_id=" + url.QueryEscape(pipeline)
@@ -131,6 +135,16 @@ func request(route uint8, name, header, pipeline string, body []byte) *http.Requ
 		req.Header.Set("X-PagerDuty-Signature", "v1="+hexMAC(fuzzPagerDutySecret, body))
 	case routeAlertmanager:
 		req.Header.Set("Authorization", "Bearer "+fuzzAlertToken)
+	case routeCDEvents:
+		req.Header.Set("Content-Type", cdevents.MediaStructured)
+		if strings.HasPrefix(strings.TrimSpace(string(body)), "[") {
+			req.Header.Set("Content-Type", cdevents.MediaBatch)
+		}
+	case routeCDEventsBinary:
+		req.Header.Set("Ce-Specversion", "1.0")
+		req.Header.Set("Ce-Type", name)
+		req.Header.Set("Ce-Id", header)
+		req.Header.Set("Ce-Source", "/fuzz")
 	}
 	return req
 }
@@ -138,7 +152,7 @@ func request(route uint8, name, header, pipeline string, body []byte) *http.Requ
 // check sends one request and, when the ingest accepts it, maps and writes every message it
 // published exactly as the writer does. Any failure there is a 202 that would be dead-lettered.
 func (e *writableEnv) check(t *testing.T, req *http.Request) {
-	if req.URL.Path == "/events" {
+	if req.URL.Path == "/events" || req.URL.Path == "/cdevents" {
 		req.Header.Set("Authorization", "Bearer "+e.token)
 	}
 	resp, err := e.app.Test(req, -1)
@@ -223,6 +237,25 @@ func FuzzAcceptedIsWritable(f *testing.F) {
 	f.Add(uint8(routeGitLab), "Push Hook", "u-2", "", []byte(strings.Replace(gitlabPush, `"before"`, `"x":"\u0000","before"`, 1)))
 	f.Add(uint8(routePagerDuty), "", "w-2", "", []byte(strings.Replace(incident, `"event"`, `"x":-0.5e-99999,"event"`, 1)))
 	f.Add(uint8(routeAlertmanager), "", "", "", []byte(strings.Replace(firing, `"status"`, `"x":"\udfff","status"`, 1)))
+
+	deployed := fixture(f, "../cdevents/testdata/v0.5/service_deployed.json")
+	detected := fixture(f, "../cdevents/testdata/v0.4/incident_detected.json")
+	structured := func(cd string) string {
+		return `{"specversion":"1.0","id":"f-1","source":"/fuzz","type":"dev.cdevents.service.deployed.0.3.0","data":` + cd + `}`
+	}
+	for _, pipeline := range []string{"", "a\x00b", "\xff"} {
+		f.Add(uint8(routeCDEvents), "", "", pipeline, []byte(structured(deployed)))
+		f.Add(uint8(routeCDEventsBinary), "dev.cdevents.incident.detected.0.2.0", "f-2", pipeline, []byte(detected))
+	}
+	for _, header := range []string{"a\x00b", "a\x01b", "\xff", strings.Repeat("d", 1000)} {
+		f.Add(uint8(routeCDEventsBinary), "dev.cdevents.service.deployed.0.3.0", header, "", []byte(deployed))
+		f.Add(uint8(routeCDEventsBinary), "dev.cdevents.service.deployed"+header, "f-3", "", []byte(deployed))
+	}
+	f.Add(uint8(routeCDEvents), "", "", "", []byte(structured(strings.Replace(deployed, "test123", `\u0000`, 1))))
+	f.Add(uint8(routeCDEvents), "", "", "", []byte(structured(strings.Replace(deployed, `"environment"`, `"x":1e1000000,"environment"`, 1))))
+	f.Add(uint8(routeCDEvents), "", "", "", []byte(strings.Replace(structured(deployed), `"f-1"`, `"\ud800"`, 1)))
+	f.Add(uint8(routeCDEvents), "", "", "", []byte("["+structured(deployed)+","+strings.Replace(structured(detected), "service.deployed.0.3.0", "incident.detected.0.2.0", 1)+"]"))
+	f.Add(uint8(routeCDEventsBinary), "dev.cdevents.service.deployed.0.3.0", "f-4", "", []byte(strings.Replace(deployed, "mySubject123", "\xed\xa0\x80", 1)))
 
 	env := newWritableEnv(f)
 	f.Fuzz(func(t *testing.T, route uint8, name, header, pipeline string, body []byte) {

@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/devopstic/devopstic/pkg/alertmanager"
+	"github.com/devopstic/devopstic/pkg/cdevents"
 	"github.com/devopstic/devopstic/pkg/event"
 	"github.com/devopstic/devopstic/pkg/fact"
 	"github.com/devopstic/devopstic/pkg/github"
@@ -234,6 +235,7 @@ var webhooks = map[string]webhook.Decoder{
 	gitlab.Source:       gitlab.Decode,
 	pagerduty.Source:    pagerduty.Decode,
 	alertmanager.Source: alertmanager.Decode,
+	cdevents.Source:     cdevents.Decode,
 }
 
 // Decode maps one stream message to the facts it contributes. It is a pure function of the

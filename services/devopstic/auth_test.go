@@ -38,6 +38,8 @@ var protectedRoutes = []struct {
 	{"GET", "/refresh_token", ""},
 	{"POST", "/events", auth.ScopeWrite},
 	{"POST", "/webhook/{cred}/events", auth.ScopeWrite},
+	{"POST", "/cdevents", auth.ScopeWrite},
+	{"POST", "/webhook/{cred}/cdevents", auth.ScopeWrite},
 	{"GET", "/events", auth.ScopeRead},
 	{"GET", "/commits", auth.ScopeRead},
 	{"GET", "/api/v1/metrics/dora", auth.ScopeRead},
@@ -69,6 +71,17 @@ func httpCall(t testing.TB, client *http.Client, base, method, path, credential 
 
 func (s *stack) callRoute(method, path, credential string) (int, []byte) {
 	s.t.Helper()
+	if strings.HasSuffix(path, "/cdevents") {
+		// A CloudEvent in structured mode, with the credential where the route takes it.
+		token := s.token
+		defer func() { s.token = token }()
+		s.token = credential
+		if strings.Contains(path, "{cred}") {
+			path, s.token = strings.Replace(path, "{cred}", credential, 1), ""
+		}
+		status, out := s.sendCDEvents(structuredMode, path, mustRead(s.t, "../../pkg/cdevents/testdata/v0.5/service_deployed.json"))
+		return status, []byte(out)
+	}
 	var body []byte
 	if method == "POST" {
 		body = []byte(deployEvent)

@@ -145,7 +145,7 @@ func replaced(t *testing.T, body []byte, old, new string) []byte {
 	return []byte(strings.Replace(string(body), old, new, 1))
 }
 
-func mustRead(t *testing.T, path string) []byte {
+func mustRead(t testing.TB, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
