@@ -57,10 +57,11 @@ else
 	$(BIN)/bench -scale $(BENCH_SCALE)
 endif
 
-bench-go: ## the Go benchmarks of the parts (publish sync=2m vs always, writer stream vs direct, POST to row)
+bench-go: ## the Go benchmarks of the parts (publish sync=2m vs always, writer stream vs direct, POST to row, metrics on hostile histories)
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./pkg/stream/
 	$(GO) test -run '^$$' -bench . -benchtime 20000x ./pkg/writer/
-	$(GO) test -run '^$$' -bench . -benchtime 200x ./services/devopstic/
+	$(GO) test -run '^$$' -bench EndToEnd -benchtime 200x ./services/devopstic/
+	$(GO) test -run '^$$' -bench RandomHistories -benchtime 2000x ./services/devopstic/
 
 bench-metrics: ## the metrics API's queries straight on the store, over 10M events x BENCH_SCALE: p50/p95 against an index scan
 	DEVOPSTIC_BENCH_SCALE=$(BENCH_SCALE) $(GO) test -run '^$$' -bench Metrics -benchtime 200x -timeout 60m ./pkg/dora/

@@ -21,30 +21,37 @@ var YearEnd = time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
 // Pipelines is how many pipelines a generated history spreads over.
 const Pipelines = 1000
 
-// eventsPerDeploy is the mean number of events per deployment in a history: commit, PR
-// submitted, PR approved, deploy, and 0.06 incident events (3% of 90% open and resolve one).
-const eventsPerDeploy = 4.06
+// eventsPerDeploy is the mean number of events per deployment in a history (see
+// pipelineHistory): nine in ten deployments ship 1.7 new commits on average, each with its
+// commit event, and a pull request submitted and approved; one in ten redeploys the previous
+// commit (one event); 3% of the successful ones cause an incident (two events).
+const eventsPerDeploy = 0.9*(1.7+3) + 0.1*1 + 0.9*0.9*0.03*2
 
 // PipelineName is the name of pipeline i of a history whose names start with prefix.
 func PipelineName(prefix string, i int) string { return fmt.Sprintf("%s-%04d", prefix, i) }
 
 // native is a native event as a CI pipeline posts it.
 type native struct {
-	Type          string `json:"type"`
-	PipelineID    string `json:"pipeline_id"`
-	Environment   string `json:"environment,omitempty"`
-	CommitID      string `json:"commit_id,omitempty"`
-	PullRequestID int    `json:"pull_request_id,omitempty"`
-	DeploymentID  string `json:"deployment_id,omitempty"`
-	IncidentID    string `json:"incident_id,omitempty"`
-	Status        string `json:"status,omitempty"`
-	Timestamp     int64  `json:"timestamp"`
+	Type          string   `json:"type"`
+	PipelineID    string   `json:"pipeline_id"`
+	Environment   string   `json:"environment,omitempty"`
+	CommitID      string   `json:"commit_id,omitempty"`
+	PullRequestID int      `json:"pull_request_id,omitempty"`
+	DeploymentID  string   `json:"deployment_id,omitempty"`
+	IncidentID    string   `json:"incident_id,omitempty"`
+	Status        string   `json:"status,omitempty"`
+	Commits       []string `json:"commits,omitempty"`
+	Timestamp     int64    `json:"timestamp"`
 }
 
-// pipelineHistory calls emit with a year of one pipeline's events, in time order per change:
-// deploys deployments spread over the year, each with its change's commit, PR submitted and
-// approved; a tenth of the deployments failed, and 3% of the successful ones caused an
-// incident. The same name and seed give the same events.
+// pipelineHistory calls emit with a year of one pipeline's events, in time order per change,
+// in the shapes real histories have: deploys deployments spread over the year, nine in ten
+// shipping the 1 to 3 commits made since the previous one (a commit event each, and a pull
+// request submitted and approved for the last), one in ten a redeploy of the previous head
+// commit. A tenth of the deployments fail. 3% of the successful ones cause an incident, which
+// names its cause by the deployment's id or, as often, by its head commit — which a redeploy
+// may have shipped again, the shape that once took a query 53 seconds. The same name and seed
+// give the same events.
 func pipelineHistory(name string, seed uint64, deploys int, emit func(raw []byte)) {
 	rng := rand.New(rand.NewPCG(seed, 42))
 	every := 365 * 24 * time.Hour / time.Duration(deploys)
@@ -56,29 +63,51 @@ func pipelineHistory(name string, seed uint64, deploys int, emit func(raw []byte
 		}
 		emit(raw)
 	}
+	var head string // the last deployment's head commit
+	commits := 0
 	for i := range deploys {
 		at := yearStart.Add(time.Duration(i)*every + time.Duration(rng.Int64N(int64(every))))
-		commit := fmt.Sprintf("%s-%06d", name, i)
-		committed := at.Add(-time.Duration(1+rng.IntN(120)) * time.Hour)
-		add(native{Type: event.TypeCommit, PipelineID: name, CommitID: commit, Timestamp: committed.Unix()})
-		add(native{Type: event.TypeSubmit, PipelineID: name, CommitID: commit, PullRequestID: i + 1,
-			Timestamp: committed.Add(5 * time.Minute).Unix()})
-		add(native{Type: event.TypeApprove, PipelineID: name, CommitID: commit, PullRequestID: i + 1,
-			Timestamp: committed.Add(time.Duration(10+rng.IntN(170)) * time.Minute).Unix()})
+		var shipped []string
+		if head == "" || rng.IntN(10) != 0 {
+			n := 1 + rng.IntN(2)
+			if rng.IntN(5) == 0 {
+				n = 3
+			}
+			committed := at.Add(-time.Duration(1+rng.IntN(120)) * time.Hour)
+			for range n {
+				commits++
+				shipped = append(shipped, fmt.Sprintf("%s-%06d", name, commits))
+				add(native{Type: event.TypeCommit, PipelineID: name, CommitID: shipped[len(shipped)-1], Timestamp: committed.Unix()})
+				committed = committed.Add(time.Duration(1+rng.IntN(30)) * time.Minute)
+			}
+			head = shipped[len(shipped)-1]
+			add(native{Type: event.TypeSubmit, PipelineID: name, CommitID: head, PullRequestID: i + 1,
+				Timestamp: committed.Add(5 * time.Minute).Unix()})
+			add(native{Type: event.TypeApprove, PipelineID: name, CommitID: head, PullRequestID: i + 1,
+				Timestamp: committed.Add(time.Duration(10+rng.IntN(170)) * time.Minute).Unix()})
+		}
 		status := event.StatusSuccess
 		if rng.IntN(10) == 0 {
 			status = event.StatusFailure
 		}
 		deployment := fmt.Sprintf("d-%d", i)
-		add(native{Type: event.TypeDeploy, PipelineID: name, Environment: "production", CommitID: commit,
-			DeploymentID: deployment, Status: status, Timestamp: at.Unix()})
+		deploy := native{Type: event.TypeDeploy, PipelineID: name, Environment: "production", CommitID: head,
+			DeploymentID: deployment, Status: status, Timestamp: at.Unix()}
+		if len(shipped) > 1 {
+			deploy.Commits = shipped
+		}
+		add(deploy)
 		if status == event.StatusSuccess && rng.IntN(33) == 0 {
-			incident := fmt.Sprintf("%s-i%d", name, i)
-			opened := at.Add(10 * time.Minute)
-			add(native{Type: event.TypeIncidentStatus, PipelineID: name, Environment: "production", IncidentID: incident,
-				Status: event.StatusFailure, DeploymentID: deployment, Timestamp: opened.Unix()})
-			add(native{Type: event.TypeIncidentStatus, PipelineID: name, Environment: "production", IncidentID: incident,
-				Status: event.StatusSuccess, Timestamp: opened.Add(time.Duration(20+rng.IntN(1400)) * time.Minute).Unix()})
+			incident := native{Type: event.TypeIncidentStatus, PipelineID: name, Environment: "production",
+				IncidentID: fmt.Sprintf("%s-i%d", name, i), Status: event.StatusFailure, DeploymentID: deployment,
+				Timestamp: at.Add(10 * time.Minute).Unix()}
+			if rng.IntN(2) == 0 {
+				incident.DeploymentID, incident.CommitID = "", head
+			}
+			add(incident)
+			incident.Status, incident.DeploymentID, incident.CommitID = event.StatusSuccess, "", ""
+			incident.Timestamp = at.Add(time.Duration(30+rng.IntN(1400)) * time.Minute).Unix()
+			add(incident)
 		}
 	}
 }
@@ -207,11 +236,14 @@ func (t *tables) add(sets []fact.Set) {
 			if have.CauseDeploymentID == "" {
 				have.CauseDeploymentID = i.CauseDeploymentID
 			}
+			if have.CauseCommitID == "" {
+				have.CauseCommitID = i.CauseCommitID
+			}
 		}
 	}
 	for _, id := range order {
 		c := changes[id]
-		t.changes = append(t.changes, []any{c.PipelineID, c.CommitID, c.PullRequestID, c.CommittedAt, c.SubmittedAt, c.ApprovedAt})
+		t.changes = append(t.changes, []any{c.PipelineID, c.CommitID, c.CommitID, c.PullRequestID, c.CommittedAt, c.SubmittedAt, c.ApprovedAt})
 	}
 	for _, id := range incidentOrder {
 		i := incidents[id]
@@ -247,7 +279,7 @@ func (t *tables) copy(ctx context.Context, pool *pgxpool.Pool) error {
 		rows    *[][]any
 	}{
 		{"events", eventColumns, &t.events},
-		{"changes", []string{"pipeline_id", "commit_id", "pull_request_id", "committed_at", "submitted_at", "approved_at"}, &t.changes},
+		{"changes", []string{"pipeline_id", "commit_id", "change_id", "pull_request_id", "committed_at", "submitted_at", "approved_at"}, &t.changes},
 		{"deployments", []string{"source", "pipeline_id", "environment", "deployment_key", "deployment_id", "status", "deployed_at",
 			"commit_id", "event_id"}, &t.deployments},
 		{"deployment_commits", []string{"source", "pipeline_id", "environment", "deployment_key", "commit_id"}, &t.shipped},
@@ -267,7 +299,27 @@ func (t *tables) copy(ctx context.Context, pool *pgxpool.Pool) error {
 	if err != nil {
 		return fmt.Errorf("list pipelines: %w", err)
 	}
+	// The derived facts, as the writer would have kept them (migrations/0009).
+	if _, err := pool.Exec(ctx, `ANALYZE changes, deployments, deployment_commits, incidents`); err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	if _, err := pool.Exec(ctx, `SELECT dora_derive_pipeline(p) FROM unnest($1::text[]) AS t(p)`, uniq(pipelines)); err != nil {
+		return fmt.Errorf("derive: %w", err)
+	}
 	return nil
+}
+
+// uniq is ss without repeats, in first-seen order.
+func uniq(ss []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range ss {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func nullable(s string) *string {
