@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/stretchr/testify/require"
 
+	"github.com/devopstic/devopstic/pkg/githubimport"
+	"github.com/devopstic/devopstic/pkg/githubimport/githubimporttest"
 	"github.com/devopstic/devopstic/pkg/gitimport"
 	"github.com/devopstic/devopstic/pkg/gitimport/gitimporttest"
 )
@@ -166,4 +169,70 @@ func TestImportGitEqualsTheSameHistoryDeliveredLive(t *testing.T) {
 	require.NoError(t, err)
 	s.waitDrained()
 	require.JSONEq(t, strings.Replace(live, `"api"`, `"api-imported"`, 1), s.getJSON("/api/v1/metrics/dora?pipeline_id=api-imported&"+storyWeek))
+}
+
+// The key assertion of import github: the same story delivered live as webhooks and imported
+// from the REST API gives the same report; and imported over the live deliveries (the same
+// pipeline) it counts nothing twice.
+func TestImportGitHubEqualsTheSameStoryDeliveredLive(t *testing.T) {
+	t.Parallel()
+	gitHub := githubimporttest.NewServer(t)
+	s := startGitHubStack(t)
+	for i, w := range githubimporttest.Webhooks() {
+		status, out := s.deliver(w.Event, fmt.Sprintf("live-%d", i), []byte(w.Body), "")
+		require.Contains(t, []int{http.StatusAccepted}, status, "%s: %s", w.Event, out)
+	}
+	s.waitDrained()
+	report := func(pipeline string) string {
+		return s.getJSON("/api/v1/metrics/dora?pipeline_id=" + url.QueryEscape(pipeline) + "&" + storyWeek)
+	}
+	live := report(githubimporttest.Repo)
+	var r struct {
+		DF  struct{ Deployments int }         `json:"deployment_frequency"`
+		CFR struct{ Deployments, Failed int } `json:"change_failure_rate"`
+		TTR struct {
+			Incidents     int    `json:"incidents"`
+			OpenIncidents int    `json:"open_incidents"`
+			Median        *int64 `json:"median_seconds"`
+		} `json:"time_to_restore"`
+		LT struct{ Changes int } `json:"lead_time_for_changes"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(live), &r))
+	require.Equal(t, 2, r.DF.Deployments, "101 and 103")
+	require.Equal(t, 3, r.CFR.Deployments)
+	require.Equal(t, 1, r.CFR.Failed, "102 failed, and is #50's cause")
+	require.Equal(t, 1, r.TTR.Incidents)
+	require.Equal(t, 1, r.TTR.OpenIncidents, "#51")
+	require.Equal(t, 1, r.TTR.OpenIncidents, "#51")
+	require.Equal(t, int64(3600), *r.TTR.Median, "#50: from 10:45 to 11:45")
+	require.Positive(t, r.LT.Changes)
+
+	out, err := s.importInto("github", githubimporttest.Repo, "--api-url", gitHub.URL, "--pipeline", "imported", "--since", "2026-03-01")
+	require.NoError(t, err)
+	require.Contains(t, out, "imported octo/api: 4 pull requests (4 commits, 2 reviews), 3 deployments (4 statuses), 0 workflow runs, 2 incidents; 13 deliveries sent")
+	s.waitDrained()
+	require.JSONEq(t, strings.Replace(live, `"`+githubimporttest.Repo+`"`, `"imported"`, 1), report("imported"))
+	require.Equal(t, 13, s.count(`SELECT count(*) FROM events WHERE headers->'Devopstic-Imported' = '["github"]'`))
+
+	t.Run("over the live deliveries, nothing counts twice", func(t *testing.T) {
+		before := s.dump()
+		_, err := s.importInto("github", githubimporttest.Repo, "--api-url", gitHub.URL, "--since", "2026-03-01")
+		require.NoError(t, err)
+		s.waitDrained()
+		require.JSONEq(t, live, report(githubimporttest.Repo))
+		after := s.dump()
+		for _, table := range []string{"deployments", "incidents", "changes"} {
+			require.Len(t, after[table], len(before[table]), "%s: the imported facts are the live ones", table)
+		}
+	})
+
+	t.Run("refusals send nothing", func(t *testing.T) {
+		messages := s.streamMessages()
+		gitHub.Token = "the-right-one"
+		_, err := s.importInto("github", githubimporttest.Repo, "--api-url", gitHub.URL, "--token", "a-wrong-one")
+		require.ErrorIs(t, err, githubimport.ErrUnauthorized)
+		_, err = s.importInto("github", "octo/nothing", "--api-url", gitHub.URL, "--token", "the-right-one")
+		require.ErrorIs(t, err, githubimport.ErrNotFound)
+		require.Equal(t, messages, s.streamMessages())
+	})
 }
