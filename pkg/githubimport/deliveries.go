@@ -1,6 +1,7 @@
 package githubimport
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +36,9 @@ type repository struct {
 	Name     string `json:"name"`
 	FullName string `json:"full_name"`
 	HTMLURL  string `json:"html_url,omitempty"`
+	// pipeline is the pipeline imported into, part of every id: the same repository imported
+	// into two pipelines is two histories.
+	pipeline string
 }
 
 // object is a REST object read loosely: its fields kept as they came.
@@ -74,7 +78,7 @@ func marshal(v any) []byte {
 }
 
 func (r repository) id(parts ...string) string {
-	return "import:" + r.FullName + ":" + strings.Join(parts, ":")
+	return "import:" + cmp.Or(r.pipeline, r.FullName) + ":" + strings.Join(parts, ":")
 }
 
 // PullRequest makes the deliveries of a pull request: a push of its commits (their committer

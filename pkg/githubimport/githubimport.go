@@ -69,7 +69,7 @@ type Counts struct {
 }
 
 func (c Counts) String() string {
-	return fmt.Sprintf("%d pull requests (%d commits, %d reviews), %d deployments (%d statuses), %d workflow runs, %d incidents; %d deliveries sent",
+	return fmt.Sprintf("%d pull requests (%d commits, %d reviews), %d deployments (%d statuses), %d workflow runs, %d incidents: %d deliveries",
 		c.PullRequests, c.Commits, c.Reviews, c.Deployments, c.Statuses, c.Runs, c.Incidents, c.Sent)
 }
 
@@ -141,6 +141,7 @@ func Import(ctx context.Context, opts Options, client *Client, sink importer.Sin
 	if err := json.Unmarshal(page.Body, &r.repo); err != nil || r.repo.FullName == "" {
 		return r.res, fmt.Errorf("repository %s: GitHub's answer has no full_name", opts.Repo)
 	}
+	r.repo.pipeline = opts.GitHub.PipelineID
 
 	cp := checkpoint{Repository: r.repo.FullName, Since: opts.Since}
 	if opts.Checkpoint != "" && !opts.Restart {

@@ -71,7 +71,7 @@ func importGitHub(ctx context.Context, cfg config.AllInOne, args []string, stdou
 	}
 	if err != nil {
 		if ctx.Err() != nil || errors.Is(err, githubimport.ErrUnavailable) {
-			return fmt.Errorf("stopped after %s: %w; run the same command again to go on where it stopped", res.Counts, err)
+			return fmt.Errorf("stopped after %s sent: %w; run the same command again to go on where it stopped", res.Counts, err)
 		}
 		return err
 	}
@@ -79,6 +79,6 @@ func importGitHub(ctx context.Context, cfg config.AllInOne, args []string, stdou
 		fmt.Fprintf(stdout, "dry run: %s would be sent; nothing was\n", res.Counts)
 		return nil
 	}
-	fmt.Fprintf(stdout, "imported %s: %s, in %d requests\n", repo, res.Counts, client.Requests)
+	fmt.Fprintf(stdout, "imported %s: %s sent, in %d requests\n", repo, res.Counts, client.Requests)
 	return nil
 }

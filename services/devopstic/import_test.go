@@ -209,15 +209,16 @@ func TestImportGitHubEqualsTheSameStoryDeliveredLive(t *testing.T) {
 
 	out, err := s.importInto("github", githubimporttest.Repo, "--api-url", gitHub.URL, "--pipeline", "imported", "--since", "2026-03-01")
 	require.NoError(t, err)
-	require.Contains(t, out, "imported octo/api: 4 pull requests (4 commits, 2 reviews), 3 deployments (4 statuses), 0 workflow runs, 2 incidents; 13 deliveries sent")
+	require.Contains(t, out, "imported octo/api: 4 pull requests (4 commits, 2 reviews), 3 deployments (4 statuses), 0 workflow runs, 2 incidents: 13 deliveries sent")
 	s.waitDrained()
 	require.JSONEq(t, strings.Replace(live, `"`+githubimporttest.Repo+`"`, `"imported"`, 1), report("imported"))
 	require.Equal(t, 13, s.count(`SELECT count(*) FROM events WHERE headers->'Devopstic-Imported' = '["github"]'`))
 
 	t.Run("over the live deliveries, nothing counts twice", func(t *testing.T) {
-		before := s.dump()
+		before, messages := s.dump(), s.streamMessages()
 		_, err := s.importInto("github", githubimporttest.Repo, "--api-url", gitHub.URL, "--since", "2026-03-01")
 		require.NoError(t, err)
+		require.Equal(t, messages+13, s.streamMessages(), "sent, not dropped as the import into another pipeline's duplicates")
 		s.waitDrained()
 		require.JSONEq(t, live, report(githubimporttest.Repo))
 		after := s.dump()
@@ -235,4 +236,21 @@ func TestImportGitHubEqualsTheSameStoryDeliveredLive(t *testing.T) {
 		require.ErrorIs(t, err, githubimport.ErrNotFound)
 		require.Equal(t, messages, s.streamMessages())
 	})
+}
+
+// BenchmarkImportGitHub imports the test GitHub's story into a new pipeline each time, through
+// a running stack, and reports the deliveries per second that reached the stream (acknowledged).
+//
+//	go test -run '^$' -bench ImportGitHub -benchtime 200x ./services/devopstic/
+func BenchmarkImportGitHub(b *testing.B) {
+	gitHub := githubimporttest.NewServer(b)
+	s := startStack(b, "")
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		if _, err := s.importInto("github", githubimporttest.Repo, "--api-url", gitHub.URL, "--pipeline", fmt.Sprintf("bench-%d", i), "--since", "all"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(13*b.N)/time.Since(start).Seconds(), "deliveries/s")
 }
