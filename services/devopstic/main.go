@@ -8,8 +8,9 @@
 //	                    NATS stream and auth bucket (as the NATS admin), and exit
 //	devopstic demo      load a generated history into a running DevOpstic
 //
-// and the operating commands status, replay, rebuild and dead-letters (admin.go), and the
-// access commands user and apikey (access.go).
+// and the operating commands status, replay, rebuild and dead-letters (admin.go), the access
+// commands user and apikey (access.go), and the import commands import git and import github
+// (import.go).
 package main
 
 import (
@@ -97,11 +98,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return admin(ctx, cfg, args, stdout, os.Stderr, log)
 	case "user", "apikey":
 		return access(ctx, cfg, args, os.Stdin, stdout, os.Stderr)
+	case "import":
+		return importHistory(ctx, cfg, args, stdout, os.Stderr)
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage+adminUsage+accessUsage)
+		fmt.Fprint(stdout, usage+adminUsage+accessUsage+importUsage)
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q\n\n%s", args[0], usage+adminUsage+accessUsage)
+		return fmt.Errorf("unknown command %q\n\n%s", args[0], usage+adminUsage+accessUsage+importUsage)
 	}
 }
 
