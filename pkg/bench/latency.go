@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"strings"
 	"time"
 )
 
@@ -176,7 +177,7 @@ func (r *runner) measureMetrics(ctx context.Context) error {
 	for _, c := range cases {
 		durations, err := timeRequests(c.requests, func(i int) error {
 			q := c.query
-			if q != "" {
+			if strings.Contains(q, "%s") {
 				q = fmt.Sprintf(q, url.QueryEscape(pipeline(i)))
 			}
 			req, err := http.NewRequest(http.MethodGet, r.ingestURL+"/api/v1/metrics/dora?"+q+window, nil)
