@@ -61,14 +61,15 @@ func TestTinyRun(t *testing.T) {
 		"end to end: 2000 events/s",
 		"events: one pipeline, 90 days (",
 		"events: one pipeline, 90 days, interval=week",
-		"events: all pipelines, 90 days",
+		"events: all pipelines, 90 days (",
+		"events: all pipelines, 90 days, interval=week",
 		"writer: the same backlog with",
 		"memory: ingest peak RSS",
 		"memory: writer peak RSS",
 	} {
 		require.Contains(t, table.String(), figure, "row %q is missing", figure)
 	}
-	require.Len(t, rows, 24)
+	require.Len(t, rows, 25)
 	for _, r := range rows {
 		require.NotEmpty(t, r.Measured, "row %q has no measurement", r.Figure)
 		require.NotContains(t, r.Measured, "NaN", r.Figure)
