@@ -2,26 +2,28 @@
 DROP FUNCTION dora_deployments(text[], text, timestamptz, timestamptz, text);
 DROP FUNCTION dora_lead_time(text[], text, timestamptz, timestamptz, text);
 DROP FUNCTION dora_time_to_restore(text[], text, timestamptz, timestamptz, text);
-DROP FUNCTION dora_named_deployments(text[], text, timestamptz, timestamptz);
-DROP FUNCTION dora_rework_deployments(text[], text, timestamptz, timestamptz);
 DROP FUNCTION dora_bucket(text, timestamptz, timestamptz);
 DROP FUNCTION dora_derive_pipeline(text);
-DROP FUNCTION dora_derive(text[], text[], text[], text[], text[]);
+DROP FUNCTION dora_derive(text[], text[], jsonb, text[], text[]);
+DROP FUNCTION dora_touched_incidents(text[], text[], jsonb, text[], text[]);
 DROP FUNCTION dora_change_deployment_rows(text[], text[]);
-DROP FUNCTION dora_touched_changes(text[], text[], text[]);
+DROP FUNCTION dora_touched_changes(text[], text[], jsonb);
 DROP FUNCTION dora_resolve_commit(text, text);
 DROP FUNCTION dora_commit_deployments(text, text);
-DROP FUNCTION dora_touched_commits(text[], text[], text[]);
+DROP FUNCTION dora_touched_commits(text[], text[], jsonb);
+DROP FUNCTION dora_lead_time_values(text[], text, timestamptz, timestamptz);
+DROP TABLE lead_time_days;
 DROP TABLE change_deployments;
 DROP INDEX incidents_cause_prefix;
+DROP INDEX incidents_cause_key;
 ALTER TABLE incidents DROP COLUMN cause_source, DROP COLUMN cause_key;
 DROP INDEX changes_by_change;
 -- A merge approved its change before merged_at was kept apart.
 UPDATE changes SET approved_at = LEAST(approved_at, merged_at) WHERE merged_at IS NOT NULL;
 ALTER TABLE changes DROP COLUMN change_id, DROP COLUMN merged_at;
-DROP INDEX deployments_env_time;
+-- Dropping the flags drops the indexes that include them.
+ALTER TABLE deployments DROP COLUMN named, DROP COLUMN rework;
 CREATE INDEX deployments_env_time ON deployments (environment, deployed_at);
-DROP INDEX deployments_window;
 CREATE INDEX deployments_window ON deployments (pipeline_id, environment, deployed_at);
 
 CREATE VIEW change_deployments AS

@@ -8,7 +8,10 @@
 --   * change_deployments: each change's first successful deployment to each environment, with
 --     the change's own times, which is all lead time needs;
 --   * incidents.cause_source/cause_key: the deployment that an incident's cause commit names,
---     (the first successful deployment to the incident's environment that shipped it).
+--     (the first successful deployment to the incident's environment that shipped it);
+--   * deployments.named and deployments.rework: an incident names the attempt as its cause
+--     (by deployment id or by cause commit), and it succeeded while an incident of its
+--     pipeline and environment was open.
 -- The read functions are then aggregates over indexed rows. Derivation depends only on the
 -- facts of one pipeline, and writers serialize per pipeline (an advisory lock per pipeline,
 -- taken in order at the start of each batch, pkg/store), so several writers give the rows one
@@ -47,11 +50,55 @@ CREATE INDEX change_deployments_env_time ON change_deployments (environment, dep
 CREATE INDEX change_deployments_window ON change_deployments (pipeline_id, environment, deployed_at)
     INCLUDE (first_at, submitted_at, approved_at);
 
+-- What DORA asks of each attempt besides its status: an incident names it as its cause, and
+-- it succeeded while an incident of its pipeline and environment was open (rework).
+ALTER TABLE deployments ADD COLUMN named boolean NOT NULL DEFAULT false;
+ALTER TABLE deployments ADD COLUMN rework boolean NOT NULL DEFAULT false;
+CREATE INDEX deployments_named ON deployments (pipeline_id, environment) WHERE named;
+CREATE INDEX incidents_cause_key ON incidents (pipeline_id, environment, cause_source, cause_key)
+    WHERE cause_key IS NOT NULL;
+
+-- The lead time values of each pipeline's changes first deployed to an environment on a UTC day,
+-- as arrays, so that a window of many pipelines reads a row per pipeline and day rather than
+-- one per change (dora_lead_time reads whole days here and the window's partial days from
+-- change_deployments). The three arrays are aligned, one element per change with a positive
+-- lead time; reviews and deploys hold NULL where a time is unknown. Rows are recomputed from
+-- change_deployments for the days a batch touched (dora_derive marks them dirty).
+CREATE TABLE lead_time_days (
+    pipeline_id text    NOT NULL,
+    environment text    NOT NULL,
+    day         date    NOT NULL,
+    dirty       boolean NOT NULL DEFAULT false,
+    leads       float8[],
+    reviews     float8[],
+    deploys     float8[],
+    PRIMARY KEY (pipeline_id, environment, day)
+);
+CREATE INDEX lead_time_days_env_day ON lead_time_days (environment, day);
+CREATE INDEX lead_time_days_dirty ON lead_time_days (pipeline_id) WHERE dirty;
+
+-- A change's lead time and its review and deployment parts, in seconds, for the changes of a
+-- the pipelines named (all when NULL) first deployed to p_env in [p_from, p_to): one definition for the
+-- day rows and the partial days, so both give the same values. Zero or negative lead times
+-- are left out (DORA.md).
+CREATE FUNCTION dora_lead_time_values(p_pipelines text[], p_env text, p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (deployed_at timestamptz, lead float8, review float8, deploy float8)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT cd.deployed_at,
+           extract(epoch FROM cd.deployed_at - cd.first_at)::float8,
+           extract(epoch FROM cd.approved_at - cd.submitted_at)::float8,
+           extract(epoch FROM cd.deployed_at - cd.approved_at)::float8
+    FROM change_deployments cd
+    WHERE cd.environment = p_env AND (p_pipelines IS NULL OR cd.pipeline_id = ANY (p_pipelines))
+      AND cd.deployed_at >= p_from AND cd.deployed_at < p_to
+      AND cd.deployed_at > cd.first_at
+$$;
+
 -- Counting deployments by time reads the index alone.
 DROP INDEX deployments_env_time;
-CREATE INDEX deployments_env_time ON deployments (environment, deployed_at) INCLUDE (pipeline_id, status);
+CREATE INDEX deployments_env_time ON deployments (environment, deployed_at) INCLUDE (pipeline_id, status, named, rework);
 DROP INDEX deployments_window;
-CREATE INDEX deployments_window ON deployments (pipeline_id, environment, deployed_at) INCLUDE (status);
+CREATE INDEX deployments_window ON deployments (pipeline_id, environment, deployed_at) INCLUDE (status, named, rework);
 
 -- The commits whose derived facts a batch may change: those it named (p_pipelines/p_commits:
 -- changes, link ends, push heads and commits), every commit its deployment attempts ship
@@ -171,6 +218,25 @@ LANGUAGE sql STABLE AS $$
     JOIN times t USING (pipeline_id, change_id)
 $$;
 
+-- The incidents whose derived facts a batch may change: those it named, and those whose cause
+-- is a touched commit or a prefix of one (a new commit can make a prefix ambiguous; a new
+-- deployment can ship the commit first).
+CREATE FUNCTION dora_touched_incidents(p_pipelines text[], p_commits text[], p_deployments jsonb,
+                                       p_incident_sources text[], p_incident_ids text[])
+RETURNS TABLE (source text, incident_id text)
+LANGUAGE sql STABLE AS $$
+    SELECT i.source, i.incident_id
+    FROM unnest(p_incident_sources, p_incident_ids) AS k(s, id)
+    JOIN incidents i ON i.source = k.s AND i.incident_id = k.id
+    UNION
+    SELECT i.source, i.incident_id
+    FROM dora_touched_commits(p_pipelines, p_commits, p_deployments) t
+    JOIN incidents i ON i.pipeline_id = t.pipeline_id
+        AND (i.cause_commit_id COLLATE "C") >= left(t.commit_id, 7) COLLATE "C"
+        AND (i.cause_commit_id COLLATE "C") <= t.commit_id COLLATE "C"
+        AND starts_with(t.commit_id, i.cause_commit_id)
+$$;
+
 -- dora_derive brings the derived facts up to date for what a batch touched: the commits it
 -- named (changes, link ends, push heads and commits) in p_pipelines/p_commits, the deployment
 -- attempts it reported (see dora_touched_commits) and the incidents it named. Each step
@@ -197,7 +263,16 @@ LANGUAGE sql VOLATILE AS $$
       AND c.change_id IS DISTINCT FROM n.change_id;
 
     -- 2. change_deployments of the touched changes. A merge of two changes leaves the rows of
-    --    the one whose name went; their names are among the members' commit ids.
+    --    the one whose name went; their names are among the members' commit ids. The days
+    --    of lead_time_days that the rows leave are marked dirty first, those they arrive in
+    --    as they are written; step 5 recomputes the dirty days.
+    INSERT INTO lead_time_days (pipeline_id, environment, day, dirty)
+    SELECT DISTINCT cd.pipeline_id, cd.environment, (cd.deployed_at AT TIME ZONE 'UTC')::date, true
+    FROM dora_touched_changes(p_pipelines, p_commits, p_deployments) t
+    JOIN changes m ON m.pipeline_id = t.pipeline_id AND m.change_id = t.change_id
+    JOIN change_deployments cd ON cd.pipeline_id = m.pipeline_id AND cd.change_id = m.commit_id
+    ON CONFLICT (pipeline_id, environment, day) DO UPDATE SET dirty = true;
+
     WITH touched AS (
         SELECT array_agg(pipeline_id) AS ps, array_agg(change_id) AS ids
         FROM dora_touched_changes(p_pipelines, p_commits, p_deployments)
@@ -219,29 +294,23 @@ LANGUAGE sql VOLATILE AS $$
     WITH touched AS (
         SELECT array_agg(pipeline_id) AS ps, array_agg(change_id) AS ids
         FROM dora_touched_changes(p_pipelines, p_commits, p_deployments)
+    ), written AS (
+        INSERT INTO change_deployments AS cd
+        SELECT r.* FROM touched, dora_change_deployment_rows(touched.ps, touched.ids) r
+        ON CONFLICT (pipeline_id, change_id, environment) DO UPDATE SET
+            deployed_at = EXCLUDED.deployed_at, first_at = EXCLUDED.first_at,
+            submitted_at = EXCLUDED.submitted_at, approved_at = EXCLUDED.approved_at
+        WHERE (cd.deployed_at, cd.first_at, cd.submitted_at, cd.approved_at)
+            IS DISTINCT FROM (EXCLUDED.deployed_at, EXCLUDED.first_at, EXCLUDED.submitted_at, EXCLUDED.approved_at)
+        RETURNING cd.pipeline_id, cd.environment, cd.deployed_at
     )
-    INSERT INTO change_deployments AS cd
-    SELECT r.* FROM touched, dora_change_deployment_rows(touched.ps, touched.ids) r
-    ON CONFLICT (pipeline_id, change_id, environment) DO UPDATE SET
-        deployed_at = EXCLUDED.deployed_at, first_at = EXCLUDED.first_at,
-        submitted_at = EXCLUDED.submitted_at, approved_at = EXCLUDED.approved_at
-    WHERE (cd.deployed_at, cd.first_at, cd.submitted_at, cd.approved_at)
-        IS DISTINCT FROM (EXCLUDED.deployed_at, EXCLUDED.first_at, EXCLUDED.submitted_at, EXCLUDED.approved_at);
+    INSERT INTO lead_time_days (pipeline_id, environment, day, dirty)
+    SELECT DISTINCT pipeline_id, environment, (deployed_at AT TIME ZONE 'UTC')::date, true FROM written
+    ON CONFLICT (pipeline_id, environment, day) DO UPDATE SET dirty = true;
 
-    -- 3. The deployment each cause commit names: for the incidents the batch named, and for
-    --    those whose cause is a touched commit or a prefix of one (a new commit can make a
-    --    prefix ambiguous; a new deployment can ship the commit first).
+    -- 3. The deployment each cause commit names (see dora_touched_incidents).
     WITH candidates AS (
-        SELECT i.source, i.incident_id
-        FROM unnest(p_incident_sources, p_incident_ids) AS k(s, id)
-        JOIN incidents i ON i.source = k.s AND i.incident_id = k.id
-        UNION
-        SELECT i.source, i.incident_id
-        FROM dora_touched_commits(p_pipelines, p_commits, p_deployments) t
-        JOIN incidents i ON i.pipeline_id = t.pipeline_id
-            AND (i.cause_commit_id COLLATE "C") >= left(t.commit_id, 7) COLLATE "C"
-            AND (i.cause_commit_id COLLATE "C") <= t.commit_id COLLATE "C"
-            AND starts_with(t.commit_id, i.cause_commit_id)
+        SELECT * FROM dora_touched_incidents(p_pipelines, p_commits, p_deployments, p_incident_sources, p_incident_ids)
     ), resolved AS (
         SELECT i.source, i.incident_id, f.source AS cause_source, f.deployment_key AS cause_key
         FROM candidates
@@ -258,6 +327,73 @@ LANGUAGE sql VOLATILE AS $$
     FROM resolved r
     WHERE i.source = r.source AND i.incident_id = r.incident_id
       AND (i.cause_source, i.cause_key) IS DISTINCT FROM (r.cause_source, r.cause_key);
+
+    -- 4. The flags of the attempts whose flags may have changed: those the batch reported, and
+    --    around each touched incident, those it names or named (named ones of its pipeline and
+    --    environment) and those made since its opening (an opening only moves earlier, so the
+    --    interval before and after the batch both start there).
+    WITH incidents_touched AS (
+        SELECT i.* FROM dora_touched_incidents(p_pipelines, p_commits, p_deployments, p_incident_sources, p_incident_ids) t
+        JOIN incidents i USING (source, incident_id)
+    ), attempts AS (
+        SELECT k.s AS source, k.p AS pipeline_id, k.e AS environment, k.key AS deployment_key
+        FROM jsonb_to_recordset(p_deployments) AS k(s text, p text, e text, key text)
+        UNION
+        SELECT d.source, d.pipeline_id, d.environment, d.deployment_key
+        FROM incidents_touched i
+        JOIN deployments d ON d.pipeline_id = i.pipeline_id AND d.environment = i.environment
+            AND d.deployed_at >= i.opened_at
+        UNION
+        SELECT d.source, d.pipeline_id, d.environment, d.deployment_key
+        FROM incidents_touched i
+        JOIN deployments d ON d.pipeline_id = i.pipeline_id AND d.environment = i.environment
+            AND d.deployment_id = i.cause_deployment_id
+        UNION
+        SELECT d.source, d.pipeline_id, d.environment, d.deployment_key
+        FROM incidents_touched i
+        JOIN deployments d ON d.source = i.cause_source AND d.pipeline_id = i.pipeline_id
+            AND d.environment = i.environment AND d.deployment_key = i.cause_key
+        UNION
+        SELECT d.source, d.pipeline_id, d.environment, d.deployment_key
+        FROM (SELECT DISTINCT pipeline_id, environment FROM incidents_touched) i
+        JOIN deployments d ON d.pipeline_id = i.pipeline_id AND d.environment = i.environment AND d.named
+    ), flags AS (
+        SELECT d.source, d.pipeline_id, d.environment, d.deployment_key,
+            EXISTS (SELECT 1 FROM incidents i
+                    WHERE i.pipeline_id = d.pipeline_id AND i.environment = d.environment
+                      AND i.cause_deployment_id = d.deployment_id)
+            OR EXISTS (SELECT 1 FROM incidents i
+                       WHERE i.pipeline_id = d.pipeline_id AND i.environment = d.environment
+                         AND i.cause_source = d.source AND i.cause_key = d.deployment_key) AS named,
+            d.status = 'success' AND EXISTS (
+                SELECT 1 FROM incidents i
+                WHERE i.pipeline_id = d.pipeline_id AND i.environment = d.environment
+                  AND i.opened_at <= d.deployed_at AND (i.resolved_at IS NULL OR d.deployed_at < i.resolved_at)) AS rework
+        FROM attempts a
+        JOIN deployments d USING (source, pipeline_id, environment, deployment_key)
+    )
+    UPDATE deployments d SET named = f.named, rework = f.rework
+    FROM flags f
+    WHERE d.source = f.source AND d.pipeline_id = f.pipeline_id AND d.environment = f.environment
+      AND d.deployment_key = f.deployment_key
+      AND (d.named, d.rework) IS DISTINCT FROM (f.named, f.rework);
+
+    -- 5. The dirty days of lead_time_days, from change_deployments. A dirty row is made and
+    --    cleaned in the same transaction, under its pipeline's lock: no other writer sees one.
+    UPDATE lead_time_days l
+    SET dirty = false, leads = f.leads, reviews = f.reviews, deploys = f.deploys
+    FROM (
+        SELECT d.pipeline_id, d.environment, d.day,
+               coalesce(array_agg(v.lead ORDER BY v.lead, v.review, v.deploy) FILTER (WHERE v.lead IS NOT NULL), '{}') AS leads,
+               coalesce(array_agg(v.review ORDER BY v.lead, v.review, v.deploy) FILTER (WHERE v.lead IS NOT NULL), '{}') AS reviews,
+               coalesce(array_agg(v.deploy ORDER BY v.lead, v.review, v.deploy) FILTER (WHERE v.lead IS NOT NULL), '{}') AS deploys
+        FROM lead_time_days d
+        LEFT JOIN LATERAL dora_lead_time_values(ARRAY[d.pipeline_id], d.environment,
+            d.day::timestamp AT TIME ZONE 'UTC', (d.day + 1)::timestamp AT TIME ZONE 'UTC') v ON true
+        WHERE d.dirty
+        GROUP BY d.pipeline_id, d.environment, d.day
+    ) f
+    WHERE l.pipeline_id = f.pipeline_id AND l.environment = f.environment AND l.day = f.day;
 $$;
 
 -- dora_derive_pipeline derives everything of one pipeline: what the tables held before this
@@ -285,88 +421,33 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                 ELSE date_trunc(p_unit, t AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' END
 $$;
 
--- The deployments that an incident of their pipeline and environment names as its cause
--- (by deployment id, or by a commit they first shipped), and those made while one was open:
--- found from the incidents, which are few, not by probing every deployment.
-CREATE FUNCTION dora_named_deployments(p_pipelines text[], p_env text, p_from timestamptz, p_to timestamptz)
-RETURNS TABLE (source text, pipeline_id text, deployment_key text, deployed_at timestamptz, status text)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT d.source, d.pipeline_id, d.deployment_key, d.deployed_at, d.status
-    FROM incidents i
-    JOIN deployments d ON d.pipeline_id = i.pipeline_id AND d.environment = i.environment
-        AND d.deployment_id = i.cause_deployment_id
-    WHERE i.environment = p_env AND (p_pipelines IS NULL OR i.pipeline_id = ANY (p_pipelines))
-      AND d.deployed_at >= p_from AND d.deployed_at < p_to
-    UNION
-    SELECT d.source, d.pipeline_id, d.deployment_key, d.deployed_at, d.status
-    FROM incidents i
-    JOIN deployments d ON d.source = i.cause_source AND d.pipeline_id = i.pipeline_id
-        AND d.environment = i.environment AND d.deployment_key = i.cause_key
-    WHERE i.environment = p_env AND (p_pipelines IS NULL OR i.pipeline_id = ANY (p_pipelines))
-      AND d.deployed_at >= p_from AND d.deployed_at < p_to
-$$;
-
-CREATE FUNCTION dora_rework_deployments(p_pipelines text[], p_env text, p_from timestamptz, p_to timestamptz)
-RETURNS TABLE (source text, pipeline_id text, deployment_key text, deployed_at timestamptz)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT DISTINCT d.source, d.pipeline_id, d.deployment_key, d.deployed_at
-    FROM incidents i
-    JOIN deployments d ON d.pipeline_id = i.pipeline_id AND d.environment = i.environment
-        AND d.deployed_at >= greatest(i.opened_at, p_from)
-        AND (i.resolved_at IS NULL OR d.deployed_at < i.resolved_at)
-        AND d.deployed_at < p_to
-    WHERE i.environment = p_env AND (p_pipelines IS NULL OR i.pipeline_id = ANY (p_pipelines))
-      AND i.opened_at < p_to AND (i.resolved_at IS NULL OR i.resolved_at > p_from)
-      AND d.status = 'success'
-$$;
-
 -- The deployment attempts to p_env whose time is in the window, with what DORA asks of each
--- (failed: status failure or named as a cause; rework: successful while an incident of its
--- pipeline and environment was open). Kept for reading one deployment at a time;
--- dora_deployments counts without it.
+-- (failed: status failure or named as an incident's cause; rework: successful while an
+-- incident of its pipeline and environment was open): the flags dora_derive keeps.
 CREATE OR REPLACE FUNCTION dora_deployment_facts(p_pipelines text[], p_env text, p_from timestamptz, p_to timestamptz)
 RETURNS TABLE (pipeline_id text, deployed_at timestamptz, success boolean, failed boolean, rework boolean)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT d.pipeline_id, d.deployed_at, d.status = 'success',
-           d.status = 'failure' OR n.source IS NOT NULL,
-           d.status = 'success' AND r.source IS NOT NULL
+    SELECT d.pipeline_id, d.deployed_at, d.status = 'success', d.status = 'failure' OR d.named,
+           d.status = 'success' AND d.rework
     FROM deployments d
-    LEFT JOIN (SELECT DISTINCT source, pipeline_id, deployment_key FROM dora_named_deployments(p_pipelines, p_env, p_from, p_to)) n
-        ON n.source = d.source AND n.pipeline_id = d.pipeline_id AND n.deployment_key = d.deployment_key
-    LEFT JOIN dora_rework_deployments(p_pipelines, p_env, p_from, p_to) r
-        ON r.source = d.source AND r.pipeline_id = d.pipeline_id AND r.deployment_key = d.deployment_key
     WHERE d.environment = p_env
       AND (p_pipelines IS NULL OR d.pipeline_id = ANY (p_pipelines))
       AND d.deployed_at >= p_from AND d.deployed_at < p_to
 $$;
 
 -- Deployment frequency, change failure rate and rework rate, per bucket and (start NULL) for
--- the whole window: counts over the deployments' time index, plus the few deployments that
--- incidents name or overlap.
+-- the whole window: counts over the deployments' time index, which holds the flags.
 CREATE OR REPLACE FUNCTION dora_deployments(p_pipelines text[], p_env text, p_from timestamptz, p_to timestamptz, p_unit text DEFAULT 'all')
 RETURNS TABLE (start timestamptz, deployments bigint, per_day numeric, per_week numeric,
                attempts bigint, failed bigint, change_failure_rate numeric, rework bigint, rework_rate numeric)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     WITH facts AS (
-        SELECT dora_bucket(p_unit, p_from, d.deployed_at) AS start,
+        SELECT dora_bucket(p_unit, p_from, f.deployed_at) AS start,
                count(*) AS attempts,
-               count(*) FILTER (WHERE d.status = 'success') AS deployments,
-               count(*) FILTER (WHERE d.status = 'failure') AS failed,
-               0::bigint AS rework
-        FROM deployments d
-        WHERE d.environment = p_env
-          AND (p_pipelines IS NULL OR d.pipeline_id = ANY (p_pipelines))
-          AND d.deployed_at >= p_from AND d.deployed_at < p_to
-        GROUP BY 1
-        UNION ALL
-        -- successful deployments named as a cause fail too (failures are counted already)
-        SELECT dora_bucket(p_unit, p_from, n.deployed_at), 0, 0, count(*), 0
-        FROM dora_named_deployments(p_pipelines, p_env, p_from, p_to) n
-        WHERE n.status = 'success'
-        GROUP BY 1
-        UNION ALL
-        SELECT dora_bucket(p_unit, p_from, r.deployed_at), 0, 0, 0, count(*)
-        FROM dora_rework_deployments(p_pipelines, p_env, p_from, p_to) r
+               count(*) FILTER (WHERE f.success) AS deployments,
+               count(*) FILTER (WHERE f.failed) AS failed,
+               count(*) FILTER (WHERE f.rework) AS rework
+        FROM dora_deployment_facts(p_pipelines, p_env, p_from, p_to) f
         GROUP BY 1
     ), counted AS (
         SELECT b.start, min(b.lo) AS lo, max(b.hi) AS hi,
@@ -410,28 +491,53 @@ CREATE FUNCTION dora_lead_time(p_pipelines text[], p_env text, p_from timestampt
 RETURNS TABLE (start timestamptz, changes bigint, median_seconds bigint, p90_seconds bigint, mean_seconds bigint,
                review_median_seconds bigint, deploy_median_seconds bigint, median_exact double precision)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    WITH lt AS (
-        SELECT dora_bucket(p_unit, p_from, f.deployed_at) AS start,
-               extract(epoch FROM f.deployed_at - f.first_at)::float8 AS lead,
-               extract(epoch FROM f.approved_at - f.submitted_at)::float8 AS review,
-               extract(epoch FROM f.deployed_at - f.approved_at)::float8 AS deploy
-        FROM dora_change_facts(p_pipelines, p_env, p_from, p_to) f
-        WHERE f.deployed_at > f.first_at
+    -- Whole UTC days of the window from lead_time_days, the partial days at its ends from
+    -- change_deployments.
+    WITH days AS (
+        SELECT CASE WHEN (p_from AT TIME ZONE 'UTC')::time = '00:00' THEN (p_from AT TIME ZONE 'UTC')::date
+                    ELSE (p_from AT TIME ZONE 'UTC')::date + 1 END AS first_day,
+               (p_to AT TIME ZONE 'UTC')::date AS end_day
+    ), whole AS (
+        SELECT first_day, end_day,
+               first_day::timestamp AT TIME ZONE 'UTC' AS lo, end_day::timestamp AT TIME ZONE 'UTC' AS hi
+        FROM days WHERE first_day < end_day
+    ), lt AS (
+        SELECT dora_bucket(p_unit, p_from, l.day::timestamp AT TIME ZONE 'UTC') AS start, v.lead, v.review, v.deploy
+        FROM whole
+        JOIN lead_time_days l ON l.day >= whole.first_day AND l.day < whole.end_day
+        CROSS JOIN LATERAL unnest(l.leads, l.reviews, l.deploys) AS v(lead, review, deploy)
+        WHERE l.environment = p_env AND (p_pipelines IS NULL OR l.pipeline_id = ANY (p_pipelines))
+        UNION ALL
+        SELECT dora_bucket(p_unit, p_from, v.deployed_at), v.lead, v.review, v.deploy
+        FROM (SELECT p_from AS lo, coalesce((SELECT lo FROM whole), p_to) AS hi
+              UNION ALL
+              SELECT hi, p_to FROM whole) r
+        CROSS JOIN LATERAL dora_lead_time_values(p_pipelines, p_env, r.lo, r.hi) v
     ), stats AS (
-        SELECT lt.start, count(lt.lead) AS changes,
+        -- the whole window (start NULL), and each bucket unless the one bucket is the window
+        SELECT NULL::timestamptz AS start, count(lt.lead) AS changes,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY lt.lead) AS median,
                percentile_cont(0.9) WITHIN GROUP (ORDER BY lt.lead) AS p90,
                avg(lt.lead) AS mean,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY lt.review) AS review,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY lt.deploy) AS deploy
         FROM lt
-        GROUP BY GROUPING SETS ((lt.start), ())
+        UNION ALL
+        SELECT lt.start, count(lt.lead),
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY lt.lead),
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY lt.lead),
+               avg(lt.lead),
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY lt.review),
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY lt.deploy)
+        FROM lt
+        WHERE p_unit <> 'all'
+        GROUP BY lt.start
     )
     SELECT b.start, coalesce(s.changes, 0),
            round(s.median::numeric)::bigint, round(s.p90::numeric)::bigint, round(s.mean::numeric)::bigint,
            round(s.review::numeric)::bigint, round(s.deploy::numeric)::bigint, s.median
     FROM (SELECT b.start FROM dora_buckets(p_from, p_to, p_unit) b UNION ALL SELECT NULL) b
-    LEFT JOIN stats s ON s.start IS NOT DISTINCT FROM b.start
+    LEFT JOIN stats s ON s.start IS NOT DISTINCT FROM CASE WHEN p_unit = 'all' THEN NULL ELSE b.start END
     ORDER BY b.start NULLS FIRST
 $$;
 

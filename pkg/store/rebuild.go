@@ -17,7 +17,7 @@ import (
 // a rebuild recomputes, in the order a rebuild refills them (a referenced table first). A table
 // that Write starts filling must be added here; a rebuild fails loudly until it is.
 var StreamTables = []string{"events", "changes", "deployments", "deployment_commits", "incidents", "pipelines", "pipeline_environments",
-	"push_commits", "change_links", "change_deployments"}
+	"push_commits", "change_links", "change_deployments", "lead_time_days"}
 
 // rebuildSchema holds a rebuild's fresh tables until they are swapped in.
 const rebuildSchema = "devopstic_rebuild"
