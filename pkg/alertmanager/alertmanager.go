@@ -144,9 +144,9 @@ func Kind(status string) string {
 type alert struct {
 	Status      string            `json:"status"`
 	Labels      map[string]string `json:"labels"`
-	StartsAt    string            `json:"startsAt"`
-	EndsAt      string            `json:"endsAt"`
-	Fingerprint string            `json:"fingerprint"`
+	StartsAt    webhook.Time      `json:"startsAt"`
+	EndsAt      webhook.Time      `json:"endsAt"`
+	Fingerprint webhook.ID        `json:"fingerprint"`
 }
 
 type payload struct {
@@ -243,14 +243,14 @@ func mapAlert(a alert, groupStatus string, opts Options) (fact.Incident, error) 
 	if a.StartsAt == "" {
 		return fact.Incident{}, errors.New("startsAt is missing")
 	}
-	started, err := event.ParseTime(a.StartsAt)
+	started, err := event.ParseTime(a.StartsAt.String())
 	if err != nil {
 		return fact.Incident{}, fmt.Errorf("startsAt: %w", err)
 	}
 	if started.Year() <= 1 {
 		return fact.Incident{}, errors.New("startsAt is the zero time")
 	}
-	fingerprint := a.Fingerprint
+	fingerprint := a.Fingerprint.String()
 	if fingerprint == "" {
 		// Alertmanager before 0.19 sent none; this is the one it would have sent.
 		fingerprint = Fingerprint(a.Labels)
@@ -268,7 +268,7 @@ func mapAlert(a alert, groupStatus string, opts Options) (fact.Incident, error) 
 		if a.EndsAt == "" {
 			return fact.Incident{}, errors.New("endsAt is missing from a resolved alert")
 		}
-		ended, err := event.ParseTime(a.EndsAt)
+		ended, err := event.ParseTime(a.EndsAt.String())
 		if err != nil {
 			return fact.Incident{}, fmt.Errorf("endsAt: %w", err)
 		}

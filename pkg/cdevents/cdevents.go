@@ -98,15 +98,15 @@ func EventType(t string) (name, version string, ok bool) {
 // cdevent is what DevOpstic reads of a CDEvent, in spec versions 0.4 and 0.5.
 type cdevent struct {
 	Context *struct {
-		Version     string `json:"version"`     // 0.4
-		SpecVersion string `json:"specversion"` // 0.5
-		ID          string `json:"id"`
-		Type        string `json:"type"`
-		Timestamp   string `json:"timestamp"`
-		Links       []link `json:"links"`
+		Version     string       `json:"version"`     // 0.4
+		SpecVersion string       `json:"specversion"` // 0.5
+		ID          webhook.ID   `json:"id"`
+		Type        string       `json:"type"`
+		Timestamp   webhook.Time `json:"timestamp"`
+		Links       []link       `json:"links"`
 	} `json:"context"`
 	Subject *struct {
-		ID      string `json:"id"`
+		ID      webhook.ID `json:"id"`
 		Content struct {
 			Repository  *reference `json:"repository"`
 			Environment *reference `json:"environment"`
@@ -116,8 +116,9 @@ type cdevent struct {
 	} `json:"subject"`
 }
 
+// reference is a subject's repository, environment or service, by its id.
 type reference struct {
-	ID string `json:"id"`
+	ID webhook.ID `json:"id"`
 }
 
 // link is a CDEvents link (spec 0.4 and later): a relation to another event by its context id.
@@ -129,7 +130,7 @@ type link struct {
 
 // contextRef names another event by its context id (the CloudEvent id).
 type contextRef struct {
-	ContextID string `json:"contextId"`
+	ContextID webhook.ID `json:"contextId"`
 }
 
 // Parse maps a CloudEvent whose data is a CDEvent to facts. A CloudEvent of a type DevOpstic does
@@ -211,7 +212,7 @@ func (m *mapping) context(name string) error {
 	// field wins, the attribute stands in for it.
 	field, value := m.data("context.timestamp"), c.Timestamp
 	if value == "" && m.env.Time != "" {
-		field, value = m.env.field("time"), m.env.Time
+		field, value = m.env.field("time"), webhook.Time(m.env.Time)
 	}
 	at, err := webhook.When(field, value)
 	if err != nil {
@@ -240,20 +241,20 @@ func (m *mapping) change(name string) error {
 	s := m.cd.Subject
 	m.NamedBy = m.data("subject.content.repository.id")
 	if s.Content.Repository != nil {
-		m.Named = s.Content.Repository.ID
+		m.Named = s.Content.Repository.ID.String()
 	}
 	if err := m.RequirePipeline(); err != nil {
 		return err
 	}
 	at := m.at
-	c := fact.Change{PipelineID: m.Pipeline(), CommitID: s.ID}
+	c := fact.Change{PipelineID: m.Pipeline(), CommitID: s.ID.String()}
 	if name == "change.created" {
 		c.SubmittedAt = &at
 	} else {
 		c.ApprovedAt = &at
 	}
 	m.Set.Changes = []fact.Change{c}
-	m.Set.Event.CommitID, m.Set.Event.OccurredAt = s.ID, at
+	m.Set.Event.CommitID, m.Set.Event.OccurredAt = s.ID.String(), at
 	return nil
 }
 
@@ -263,13 +264,13 @@ func (m *mapping) change(name string) error {
 // the deployments it links to (see rollback).
 func (m *mapping) service(name string) error {
 	s := m.cd.Subject
-	m.Named, m.NamedBy = s.ID, m.data("subject.id")
+	m.Named, m.NamedBy = s.ID.String(), m.data("subject.id")
 	if err := m.RequirePipeline(); err != nil {
 		return err
 	}
 	env := m.URLEnvironment
 	if env == "" && s.Content.Environment != nil {
-		env = s.Content.Environment.ID
+		env = s.Content.Environment.ID.String()
 	}
 	if env == "" {
 		return fmt.Errorf("%w: %s is missing (or add ?environment= to the URL)", ErrInvalid, m.data("subject.content.environment.id"))
@@ -296,14 +297,14 @@ func (m *mapping) rollback(env string) {
 	seen := map[string]bool{m.env.ID: true}
 	for _, l := range m.cd.Context.Links {
 		for _, end := range []*contextRef{l.Target, l.From} {
-			if end == nil || end.ContextID == "" || seen[end.ContextID] {
+			if end == nil || end.ContextID == "" || seen[end.ContextID.String()] {
 				continue
 			}
-			seen[end.ContextID] = true
+			seen[end.ContextID.String()] = true
 			at := m.at
 			m.Set.Incidents = append(m.Set.Incidents, fact.Incident{
-				Source: Source, IncidentID: "rollback:" + m.env.Key() + ":" + end.ContextID,
-				PipelineID: m.Pipeline(), Environment: env, ResolvedAt: &at, CauseDeploymentID: end.ContextID,
+				Source: Source, IncidentID: "rollback:" + m.env.Key() + ":" + end.ContextID.String(),
+				PipelineID: m.Pipeline(), Environment: env, ResolvedAt: &at, CauseDeploymentID: end.ContextID.String(),
 			})
 		}
 	}
@@ -317,17 +318,17 @@ func (m *mapping) incident(name string) error {
 	s := m.cd.Subject
 	m.NamedBy = m.data("subject.content.service.id")
 	if s.Content.Service != nil {
-		m.Named = s.Content.Service.ID
+		m.Named = s.Content.Service.ID.String()
 	}
 	if err := m.RequirePipeline(); err != nil {
 		return err
 	}
 	env := ""
 	if s.Content.Environment != nil {
-		env = s.Content.Environment.ID
+		env = s.Content.Environment.ID.String()
 	}
 	at := m.at
-	inc := fact.Incident{Source: Source, IncidentID: s.ID, PipelineID: m.Pipeline(), Environment: m.Environment(env)}
+	inc := fact.Incident{Source: Source, IncidentID: s.ID.String(), PipelineID: m.Pipeline(), Environment: m.Environment(env)}
 	status := fact.StatusFailure
 	if name == "incident.resolved" {
 		inc.ResolvedAt, status = &at, fact.StatusSuccess

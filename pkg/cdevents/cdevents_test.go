@@ -264,7 +264,7 @@ func TestBadEvents(t *testing.T) {
 		"an array":                 {cdevents.MediaStructured, nil, []byte(`[]`), cdevents.ErrInvalid, "not a JSON object"},
 		"no id":                    {cdevents.MediaStructured, nil, edit(good, func(ce map[string]any) { delete(ce, "id") }), cdevents.ErrInvalid, "id is missing"},
 		"no source":                {cdevents.MediaStructured, nil, edit(good, func(ce map[string]any) { ce["source"] = "" }), cdevents.ErrInvalid, "source is missing"},
-		"a number for an id":       {cdevents.MediaStructured, nil, edit(good, func(ce map[string]any) { ce["id"] = 7 }), cdevents.ErrInvalid, "id must be a string"},
+		"an object for an id":      {cdevents.MediaStructured, nil, edit(good, func(ce map[string]any) { ce["id"] = map[string]any{} }), cdevents.ErrInvalid, "id must be a string or a number"},
 		"CloudEvents 0.3":          {cdevents.MediaStructured, nil, edit(good, func(ce map[string]any) { ce["specversion"] = "0.3" }), cdevents.ErrInvalid, `specversion is "0.3"`},
 		"binary without ce-id":     {"application/json", []string{"ce-specversion", "1.0", "ce-source", "s", "ce-type", "dev.cdevents.service.deployed.0.3.0"}, deployed, cdevents.ErrInvalid, "header ce-id is missing"},
 		"binary header with a tab": {"application/json", append(cdeventstest.BinaryHeaders(t, deployed), "ce-subject", "a\tb"), deployed, cdevents.ErrInvalid, "header Ce-Subject"},

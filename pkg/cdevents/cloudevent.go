@@ -185,7 +185,7 @@ func Structured(doc []byte, index int) (Envelope, error) {
 		raw  json.RawMessage
 		into *string
 	}{
-		{"specversion", s.SpecVersion, &e.SpecVersion}, {"id", s.ID, &e.ID}, {"source", s.Source, &e.Source},
+		{"specversion", s.SpecVersion, &e.SpecVersion}, {"source", s.Source, &e.Source},
 		{"type", s.Type, &e.Type}, {"subject", s.Subject, &e.Subject}, {"time", s.Time, &e.Time},
 		{"dataschema", s.DataSchema, &e.DataSchema}, {"datacontenttype", s.DataContentType, &e.DataContentType},
 	} {
@@ -195,6 +195,14 @@ func Structured(doc []byte, index int) (Envelope, error) {
 		if err := json.Unmarshal(a.raw, a.into); err != nil {
 			return e, fmt.Errorf("%w: %s must be a string", ErrInvalid, e.field(a.name))
 		}
+	}
+	// CloudEvents wants a string id; tools imitating it send numbers too. 7 and "7" are one event.
+	if len(s.ID) > 0 {
+		var id webhook.ID
+		if err := json.Unmarshal(s.ID, &id); err != nil {
+			return e, fmt.Errorf("%w: %s must be a string or a number: %w", ErrInvalid, e.field("id"), err)
+		}
+		e.ID = id.String()
 	}
 	if len(s.DataBase64) > 0 && len(s.Data) == 0 {
 		return e, fmt.Errorf("%w: %s: send the CDEvent as JSON in data, not base64", ErrInvalid, e.field("data_base64"))

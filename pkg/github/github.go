@@ -11,7 +11,6 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -147,54 +146,54 @@ type payload struct {
 		Name     string `json:"name"`
 	} `json:"repository"`
 	PullRequest *struct {
-		Number         int64  `json:"number"`
-		CreatedAt      string `json:"created_at"`
-		MergedAt       string `json:"merged_at"`
-		Merged         bool   `json:"merged"`
-		MergeCommitSHA string `json:"merge_commit_sha"`
+		Number         webhook.ID   `json:"number"`
+		CreatedAt      webhook.Time `json:"created_at"`
+		MergedAt       webhook.Time `json:"merged_at"`
+		Merged         bool         `json:"merged"`
+		MergeCommitSHA string       `json:"merge_commit_sha"`
 		Head           struct {
 			SHA string `json:"sha"`
 		} `json:"head"`
 	} `json:"pull_request"`
 	Review *struct {
-		State       string `json:"state"`
-		SubmittedAt string `json:"submitted_at"`
-		CommitID    string `json:"commit_id"`
+		State       string       `json:"state"`
+		SubmittedAt webhook.Time `json:"submitted_at"`
+		CommitID    string       `json:"commit_id"`
 	} `json:"review"`
 	Deployment *struct {
-		ID          json.Number `json:"id"`
-		SHA         string      `json:"sha"`
-		Environment string      `json:"environment"`
+		ID          webhook.ID `json:"id"`
+		SHA         string     `json:"sha"`
+		Environment string     `json:"environment"`
 	} `json:"deployment"`
 	DeploymentStatus *struct {
-		ID        json.Number `json:"id"`
-		State     string      `json:"state"`
-		CreatedAt string      `json:"created_at"`
-		UpdatedAt string      `json:"updated_at"`
+		ID        webhook.ID   `json:"id"`
+		State     string       `json:"state"`
+		CreatedAt webhook.Time `json:"created_at"`
+		UpdatedAt webhook.Time `json:"updated_at"`
 	} `json:"deployment_status"`
 	// Minimal senders put these at the top level.
-	State     string `json:"state"`
-	UpdatedAt string `json:"updated_at"`
-	CreatedAt string `json:"created_at"`
+	State     string       `json:"state"`
+	UpdatedAt webhook.Time `json:"updated_at"`
+	CreatedAt webhook.Time `json:"created_at"`
 
 	WorkflowRun *struct {
-		ID         json.Number `json:"id"`
-		RunAttempt int64       `json:"run_attempt"`
-		Name       string      `json:"name"`
-		Path       string      `json:"path"`
-		HeadSHA    string      `json:"head_sha"`
-		Conclusion string      `json:"conclusion"`
-		UpdatedAt  string      `json:"updated_at"`
+		ID         webhook.ID   `json:"id"`
+		RunAttempt webhook.ID   `json:"run_attempt"`
+		Name       string       `json:"name"`
+		Path       string       `json:"path"`
+		HeadSHA    string       `json:"head_sha"`
+		Conclusion string       `json:"conclusion"`
+		UpdatedAt  webhook.Time `json:"updated_at"`
 	} `json:"workflow_run"`
 	Workflow *struct {
 		Name string `json:"name"`
 	} `json:"workflow"`
 	Issue *struct {
-		Number    int64  `json:"number"`
-		State     string `json:"state"`
-		CreatedAt string `json:"created_at"`
-		ClosedAt  string `json:"closed_at"`
-		Body      string `json:"body"`
+		Number    webhook.ID   `json:"number"`
+		State     string       `json:"state"`
+		CreatedAt webhook.Time `json:"created_at"`
+		ClosedAt  webhook.Time `json:"closed_at"`
+		Body      string       `json:"body"`
 		Labels    []struct {
 			Name string `json:"name"`
 		} `json:"labels"`
@@ -227,7 +226,7 @@ func (m *mapper) push() error {
 		return err
 	}
 	head := p.After
-	var headTime string
+	var headTime webhook.Time
 	if p.HeadCommit != nil {
 		head = cmp.Or(p.HeadCommit.ID, head)
 		headTime = p.HeadCommit.Timestamp
@@ -255,11 +254,11 @@ func (m *mapper) pullRequest() error {
 	if err != nil {
 		return err
 	}
-	number := pr.Number
-	m.Set.Event.PullRequestID = &number
+	number := m.PullRequest("pull_request.number", pr.Number)
+	m.Set.Event.PullRequestID = number
 	m.Set.Event.CommitID = pr.Head.SHA
 	m.Set.Event.OccurredAt = created
-	head := fact.Change{PipelineID: m.Pipeline(), CommitID: pr.Head.SHA, PullRequestID: &number, SubmittedAt: &created}
+	head := fact.Change{PipelineID: m.Pipeline(), CommitID: pr.Head.SHA, PullRequestID: number, SubmittedAt: &created}
 	if m.p.Action != "closed" {
 		m.Set.Changes = []fact.Change{head}
 		return nil
@@ -293,8 +292,7 @@ func (m *mapper) review() error {
 	var number *int64
 	if pr := m.p.PullRequest; pr != nil {
 		commit = cmp.Or(commit, pr.Head.SHA)
-		n := pr.Number
-		number = &n
+		number = m.PullRequest("pull_request.number", pr.Number)
 	}
 	if commit == "" {
 		return fmt.Errorf("%w: review.commit_id and pull_request.head.sha are missing", ErrInvalid)
@@ -322,11 +320,11 @@ func finalStatus(state string) string {
 func (m *mapper) deploymentStatus() error {
 	p := m.p
 	state, at := p.State, cmp.Or(p.UpdatedAt, p.CreatedAt)
-	var statusID string
+	var statusID webhook.ID
 	if ds := p.DeploymentStatus; ds != nil {
 		state = cmp.Or(ds.State, state)
 		at = cmp.Or(ds.CreatedAt, ds.UpdatedAt, at)
-		statusID = ds.ID.String()
+		statusID = ds.ID
 	}
 	if state == "" {
 		return fmt.Errorf("%w: deployment_status.state is missing", ErrInvalid)
@@ -345,7 +343,8 @@ func (m *mapper) deploymentStatus() error {
 	if err != nil {
 		return err
 	}
-	id := cmp.Or(p.Deployment.ID.String(), statusID)
+	// 10 and "10" are one deployment: both key it as 10.
+	id := cmp.Or(p.Deployment.ID, statusID).String()
 	m.Deploy(m.Environment(p.Deployment.Environment), id, id, status, when, p.Deployment.SHA)
 	return nil
 }
@@ -387,7 +386,8 @@ func (m *mapper) workflowRun() error {
 	// and time key it.
 	id, key := run.ID.String(), ""
 	if id != "" {
-		key = "run:" + id + "/" + strconv.FormatInt(max(run.RunAttempt, 1), 10)
+		attempt, _ := run.RunAttempt.Number()
+		key = "run:" + id + "/" + strconv.FormatInt(max(attempt, 1), 10)
 	}
 	m.Deploy(m.Environment(m.opts.DeployEnvironment), key, id, status, when, run.HeadSHA)
 	return nil
@@ -409,7 +409,7 @@ func (m *mapper) issue() error {
 	if err := m.RequirePipeline(); err != nil {
 		return err
 	}
-	if is.Number == 0 {
+	if is.Number == "" || is.Number == "0" {
 		return fmt.Errorf("%w: issue.number is missing", ErrInvalid)
 	}
 	opened, err := webhook.When("issue.created_at", is.CreatedAt)
@@ -424,6 +424,6 @@ func (m *mapper) issue() error {
 		}
 		resolved = &closed
 	}
-	m.Incident(fmt.Sprintf("%s#%d", m.Pipeline(), is.Number), opened, resolved, is.Body)
+	m.Incident(m.Pipeline()+"#"+is.Number.String(), opened, resolved, is.Body)
 	return nil
 }

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -172,13 +171,13 @@ type payload struct {
 		Name              string `json:"name"`
 	} `json:"project"`
 	ObjectAttributes *struct {
-		ID              json.Number     `json:"id"`
-		IID             json.Number     `json:"iid"`
+		ID              webhook.ID      `json:"id"`
+		IID             webhook.ID      `json:"iid"`
 		Action          string          `json:"action"`
 		State           string          `json:"state"`
-		CreatedAt       string          `json:"created_at"`
-		UpdatedAt       string          `json:"updated_at"`
-		ClosedAt        string          `json:"closed_at"`
+		CreatedAt       webhook.Time    `json:"created_at"`
+		UpdatedAt       webhook.Time    `json:"updated_at"`
+		ClosedAt        webhook.Time    `json:"closed_at"`
 		MergeCommitSHA  string          `json:"merge_commit_sha"`
 		SquashCommitSHA string          `json:"squash_commit_sha"`
 		LastCommit      *webhook.Commit `json:"last_commit"`
@@ -187,28 +186,28 @@ type payload struct {
 		Description     string          `json:"description"`
 		Labels          []label         `json:"labels"`
 		// Pipeline Hook
-		Name       string `json:"name"`
-		Ref        string `json:"ref"`
-		SHA        string `json:"sha"`
-		Status     string `json:"status"`
-		FinishedAt string `json:"finished_at"`
+		Name       string       `json:"name"`
+		Ref        string       `json:"ref"`
+		SHA        string       `json:"sha"`
+		Status     string       `json:"status"`
+		FinishedAt webhook.Time `json:"finished_at"`
 	} `json:"object_attributes"`
 	Labels []label `json:"labels"`
 
 	// Deployment Hook
 	Status          string          `json:"status"`
-	StatusChangedAt string          `json:"status_changed_at"`
-	DeploymentID    json.Number     `json:"deployment_id"`
+	StatusChangedAt webhook.Time    `json:"status_changed_at"`
+	DeploymentID    webhook.ID      `json:"deployment_id"`
 	Environment     environmentName `json:"environment"`
 	ShortSHA        string          `json:"short_sha"`
 	CommitURL       string          `json:"commit_url"`
 
 	// Job Hook
-	BuildID         json.Number `json:"build_id"`
-	BuildName       string      `json:"build_name"`
-	BuildStatus     string      `json:"build_status"`
-	BuildFinishedAt string      `json:"build_finished_at"`
-	SHA             string      `json:"sha"`
+	BuildID         webhook.ID   `json:"build_id"`
+	BuildName       string       `json:"build_name"`
+	BuildStatus     string       `json:"build_status"`
+	BuildFinishedAt webhook.Time `json:"build_finished_at"`
+	SHA             string       `json:"sha"`
 }
 
 // environmentName is the Deployment Hook's environment, a string, or the Job Hook's, an object
@@ -290,13 +289,10 @@ func (m *mapper) mergeRequest() error {
 	if err != nil {
 		return err
 	}
-	var number *int64
-	if n, err := strconv.ParseInt(oa.IID.String(), 10, 64); err == nil {
-		number = &n
-	}
+	number := m.PullRequest("object_attributes.iid", oa.IID)
 	head := oa.LastCommit.ID
 	change := fact.Change{PipelineID: m.Pipeline(), CommitID: head, PullRequestID: number}
-	if t, err := event.ParseTime(oa.LastCommit.Timestamp); err == nil {
+	if t, err := event.ParseTime(oa.LastCommit.Timestamp.String()); err == nil {
 		change.CommittedAt = &t
 	} else if oa.LastCommit.Timestamp != "" {
 		m.Warnings = append(m.Warnings, fmt.Sprintf("object_attributes.last_commit.timestamp: %v", err))
@@ -382,7 +378,8 @@ func (m *mapper) deployment() error {
 
 // run is a finished pipeline or job, as its hook describes it.
 type run struct {
-	kind, name, status, sha, finishedAt, id string
+	kind, name, status, sha, id string
+	finishedAt                  webhook.Time
 	// field prefixes the payload's field names in errors: "object_attributes." or "build_".
 	field, shaField string
 }

@@ -121,7 +121,7 @@ func Parse(body []byte, opts Options) (Delivery, error) {
 		return Delivery{}, err
 	}
 	pipeline, env := m.Pipeline(), m.Environment("")
-	inc := fact.Incident{Source: Source, IncidentID: d.ID, PipelineID: pipeline, Environment: env}
+	inc := fact.Incident{Source: Source, IncidentID: d.ID.String(), PipelineID: pipeline, Environment: env}
 	status := fact.StatusFailure
 	if e.EventType == "incident.triggered" {
 		inc.OpenedAt = &at
@@ -130,16 +130,16 @@ func Parse(body []byte, opts Options) (Delivery, error) {
 		status = fact.StatusSuccess
 		// Newer payloads say when the incident was created: the resolution alone then gives
 		// the whole incident, even when its trigger was never delivered.
-		if created, err := event.ParseTime(d.CreatedAt); err == nil {
+		if created, err := event.ParseTime(d.CreatedAt.String()); err == nil {
 			inc.OpenedAt = &created
 		}
 	}
 	return Delivery{
-		EventID: e.ID,
+		EventID: e.ID.String(),
 		Set: fact.Set{
 			Event: fact.Event{
 				Source: Source, Kind: Kind(e.EventType), PipelineID: pipeline, Environment: env,
-				IncidentID: d.ID, Status: status, OccurredAt: at, Payload: body,
+				IncidentID: d.ID.String(), Status: status, OccurredAt: at, Payload: body,
 			},
 			Incidents: []fact.Incident{inc},
 		},
@@ -154,12 +154,12 @@ func Kind(eventType string) string {
 
 type payload struct {
 	Event *struct {
-		ID         string `json:"id"`
-		EventType  string `json:"event_type"`
-		OccurredAt string `json:"occurred_at"`
+		ID         webhook.ID   `json:"id"`
+		EventType  string       `json:"event_type"`
+		OccurredAt webhook.Time `json:"occurred_at"`
 		Data       *struct {
-			ID        string `json:"id"`
-			CreatedAt string `json:"created_at"`
+			ID        webhook.ID   `json:"id"`
+			CreatedAt webhook.Time `json:"created_at"`
 			Service   *struct {
 				Summary string `json:"summary"`
 			} `json:"service"`

@@ -67,14 +67,14 @@ func (m *Mapper) Done(kind string, body []byte) Delivery {
 // Commit is one commit of a push, as GitHub and GitLab list it.
 type Commit struct {
 	ID        string `json:"id"`
-	Timestamp string `json:"timestamp"`
+	Timestamp Time   `json:"timestamp"`
 }
 
 // Push maps a push of commits whose head is head: each commit is a change committed at its
 // timestamp, which a deployment of head ships. The push happened at headTime when that reads
 // (the head commit's time), else at its latest commit time. headFields name where the payload
 // gives the head, for the warning when it gives none.
-func (m *Mapper) Push(head, headFields string, commits []Commit, headTime string) error {
+func (m *Mapper) Push(head, headFields string, commits []Commit, headTime Time) error {
 	pipeline := m.Pipeline()
 	var latest time.Time
 	for i, c := range commits {
@@ -82,7 +82,7 @@ func (m *Mapper) Push(head, headFields string, commits []Commit, headTime string
 			return fmt.Errorf("%w: commits[%d].id is missing", ErrInvalid, i)
 		}
 		change := fact.Change{PipelineID: pipeline, CommitID: c.ID}
-		if t, err := event.ParseTime(c.Timestamp); err == nil {
+		if t, err := event.ParseTime(c.Timestamp.String()); err == nil {
 			change.CommittedAt = &t
 			if t.After(latest) {
 				latest = t
@@ -99,7 +99,7 @@ func (m *Mapper) Push(head, headFields string, commits []Commit, headTime string
 	if head == "" {
 		m.Warnings = append(m.Warnings, "neither "+headFields+": a deployment cannot ship this push's commits")
 	}
-	if t, err := event.ParseTime(headTime); err == nil {
+	if t, err := event.ParseTime(headTime.String()); err == nil {
 		latest = t
 	}
 	if latest.IsZero() {

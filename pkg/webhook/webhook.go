@@ -2,7 +2,9 @@
 // share, so that a fix to it lands in every source at once: comparing a signature or token
 // with the configured secrets in constant time, reading a delivery's body, resolving its
 // pipeline and environment, mapping pushes, merges, deployments and incidents to facts (an
-// incident's cause included), and mapping a delivery again from its stream message.
+// incident's cause included), mapping a delivery again from its stream message, and reading
+// ids and times as tolerantly as the tools that imitate a source need (ID, Time, When): an id
+// may be a number or a string, a time any of the near variants of RFC 3339 or epoch seconds.
 //
 // Each source keeps what is its own: its signature scheme, its payload and which of its kinds
 // count. Everything here is, like the parsers it serves, a pure function of its arguments.
@@ -67,12 +69,13 @@ func Unmarshal(body []byte, pipelineID, environment string, v any) error {
 	return nil
 }
 
-// When reads a required time: the payload's field, whose value is value.
-func When(field, value string) (time.Time, error) {
+// When reads a required time: the payload's field, whose value is value (a Time, or a string).
+// It reads RFC 3339 and its near variants (see event.ParseTime); a Time also epoch seconds.
+func When[S ~string](field string, value S) (time.Time, error) {
 	if value == "" {
 		return time.Time{}, fmt.Errorf("%w: %s is missing", ErrInvalid, field)
 	}
-	t, err := event.ParseTime(value)
+	t, err := event.ParseTime(string(value))
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%w: %s: %w", ErrInvalid, field, err)
 	}
