@@ -18,6 +18,7 @@ DROP INDEX incidents_cause_prefix;
 DROP INDEX incidents_cause_key;
 ALTER TABLE incidents DROP COLUMN cause_source, DROP COLUMN cause_key;
 DROP INDEX changes_by_change;
+DROP INDEX changes_by_pull_request;
 -- A merge approved its change before merged_at was kept apart.
 UPDATE changes SET approved_at = LEAST(approved_at, merged_at) WHERE merged_at IS NOT NULL;
 ALTER TABLE changes DROP COLUMN change_id, DROP COLUMN merged_at;

@@ -24,6 +24,8 @@ ALTER TABLE changes ADD COLUMN change_id text;
 UPDATE changes SET change_id = commit_id;
 ALTER TABLE changes ALTER COLUMN change_id SET NOT NULL;
 CREATE INDEX changes_by_change ON changes (pipeline_id, change_id);
+-- A pull request's head commits over time (opened, then each push to its branch).
+CREATE INDEX changes_by_pull_request ON changes (pipeline_id, pull_request_id) WHERE pull_request_id IS NOT NULL;
 
 -- The resolved cause of an incident that names a commit: the deployment's source and key.
 ALTER TABLE incidents ADD COLUMN cause_source text;
@@ -172,17 +174,25 @@ $$;
 CREATE FUNCTION dora_touched_changes(p_pipelines text[], p_commits text[], p_deployments jsonb)
 RETURNS TABLE (pipeline_id text, change_id text)
 LANGUAGE sql STABLE AS $$
-    SELECT DISTINCT c.pipeline_id, c.change_id
-    FROM dora_touched_commits(p_pipelines, p_commits, p_deployments) t
-    JOIN changes c ON c.pipeline_id = t.pipeline_id AND c.commit_id = t.commit_id
+    WITH commits AS (
+        SELECT c.* FROM dora_touched_commits(p_pipelines, p_commits, p_deployments) t
+        JOIN changes c ON c.pipeline_id = t.pipeline_id AND c.commit_id = t.commit_id
+    )
+    SELECT pipeline_id, change_id FROM commits
+    UNION
+    -- the changes of the same pull request's heads: a squash merge takes their pushes' times
+    SELECT pr.pipeline_id, pr.change_id
+    FROM commits c
+    JOIN changes pr ON pr.pipeline_id = c.pipeline_id AND pr.pull_request_id = c.pull_request_id
 $$;
 
 -- What change_deployments holds for the changes named: one row per environment each change
 -- was successfully deployed to. A change's times are the earliest of its commits' and, after
--- a squash or rebase merge, of the commits that the merge replaced: those of the push whose
--- head is the pull request's head. A merge is told to be one when no push brings both ends of
--- one of the change's links (a merge commit's push to main brings the head too: then the
--- branch's commits are changes of their own, shipped by that push).
+-- a squash or rebase merge, of the commits that the merge replaced: those of the pushes whose
+-- head was one of the pull request's heads (its head when opened and after each push to its
+-- branch: the commits that carry its number). A merge is told to be one when no push brings
+-- both ends of one of the change's links (a merge commit's push to main brings the head too:
+-- then the branch's commits are changes of their own, shipped by that push).
 CREATE FUNCTION dora_change_deployment_rows(p_pipelines text[], p_changes text[])
 RETURNS TABLE (pipeline_id text, change_id text, environment text, deployed_at timestamptz,
                first_at timestamptz, submitted_at timestamptz, approved_at timestamptz)
@@ -201,11 +211,19 @@ LANGUAGE sql STABLE AS $$
             JOIN push_commits b ON b.pipeline_id = a.pipeline_id AND b.head_id = a.head_id
                 AND b.commit_id = l2.linked_id
             WHERE m2.pipeline_id = m.pipeline_id AND m2.change_id = m.change_id)
-    ), replaced AS (
-        SELECT s.pipeline_id, s.change_id, c.committed_at, c.submitted_at, c.approved_at, c.merged_at
+    ), heads AS (
+        SELECT s.pipeline_id, s.change_id, m.commit_id AS head_id
         FROM squashed s
         JOIN members m ON m.pipeline_id = s.pipeline_id AND m.change_id = s.change_id
-        JOIN push_commits pc ON pc.pipeline_id = m.pipeline_id AND pc.head_id = m.commit_id
+        UNION
+        SELECT s.pipeline_id, s.change_id, h.commit_id
+        FROM squashed s
+        JOIN members m ON m.pipeline_id = s.pipeline_id AND m.change_id = s.change_id
+        JOIN changes h ON h.pipeline_id = m.pipeline_id AND h.pull_request_id = m.pull_request_id
+    ), replaced AS (
+        SELECT h.pipeline_id, h.change_id, c.committed_at, c.submitted_at, c.approved_at, c.merged_at
+        FROM heads h
+        JOIN push_commits pc ON pc.pipeline_id = h.pipeline_id AND pc.head_id = h.head_id
         JOIN changes c ON c.pipeline_id = pc.pipeline_id AND c.commit_id = pc.commit_id
     ), times AS (
         SELECT x.pipeline_id, x.change_id,

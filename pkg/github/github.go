@@ -237,7 +237,9 @@ func (m *mapper) push() error {
 func (m *mapper) pullRequest() error {
 	pr := m.p.PullRequest
 	switch m.p.Action {
-	case "opened", "reopened", "ready_for_review", "closed":
+	// synchronize: a push to the pull request's branch; its new head is one of the pull
+	// request's commits, whose push a squash merge replaces (docs/metrics.md).
+	case "opened", "reopened", "ready_for_review", "synchronize", "closed":
 	default:
 		return fmt.Errorf("%w: pull_request %q", ErrIgnored, m.p.Action)
 	}

@@ -105,7 +105,11 @@ func TestParseFixtures(t *testing.T) {
 			require.Empty(t, s.Changes, "an abandoned pull request approves nothing")
 			require.Equal(t, "closed", s.Event.Status)
 		}},
-		{file: "pull_request/synchronize.json", event: "pull_request", wantErr: github.ErrIgnored},
+		{file: "pull_request/synchronize.json", event: "pull_request", check: func(t *testing.T, s fact.Set, _ []string) {
+			// The pull request's head after a push to its branch: one of its commits.
+			require.Equal(t, []fact.Change{{PipelineID: repo, CommitID: "ec26c3e57ca3a959ca5aad62de7213c562f8c821",
+				PullRequestID: ptr(int64(2)), SubmittedAt: ptr(at(t, "2019-05-15T15:20:33Z"))}}, s.Changes)
+		}},
 		{file: "pull_request_review/submitted-approved.json", event: "pull_request_review", check: func(t *testing.T, s fact.Set, _ []string) {
 			require.Len(t, s.Changes, 1)
 			require.NotNil(t, s.Changes[0].ApprovedAt)
@@ -272,3 +276,5 @@ func FuzzParse(f *testing.F) {
 		webhooktest.RequireComplete(t, s)
 	})
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -87,9 +87,10 @@ func TestGitHubFixturesReachTheTables(t *testing.T) {
 			accepted++
 		}
 	}
-	// pushes with commits x3, pull_request opened/reopened/ready_for_review/closed, the approving
-	// review, deployment_status success/failure, and the two completed runs of the workflow "Test"
-	require.Equal(t, 12, accepted)
+	// pushes with commits x3, pull_request opened/reopened/ready_for_review/synchronize/closed,
+	// the approving review, deployment_status success/failure, and the two completed runs of the
+	// workflow "Test"
+	require.Equal(t, 13, accepted)
 	s.waitCount(accepted, `SELECT count(*) FROM events WHERE source = 'github'`)
 	s.waitDrained()
 	require.Zero(t, s.count(`SELECT count(*) FROM dead_letters`))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -110,6 +111,31 @@ func TestSquashMergeKeepsTheReplacedCommitsTimes(t *testing.T) {
 	require.Equal(t, int64(1), lt.Changes)
 	require.Equal(t, hours(5), lt.MedianSeconds, "from c1's commit, the earliest commit S replaced")
 	require.Equal(t, hours(1), lt.DeployMedian, "the merge approves when no review did: merged 4, deployed 5")
+}
+
+// A squash merge of a branch pushed twice keeps the times of both pushes: GitHub's
+// pull_request opened and synchronize events name each head the pull request had, and the
+// merge replaced the commits of the pushes of those heads. Delivered in reverse order.
+//
+//	c1 committed 0, pushed (PR opened at 1 with head c1); c2 committed 2, pushed (synchronize);
+//	squashed at 4 as S, S pushed to main and deployed at 6: one change, from c1's commit, 6 h.
+func TestSquashMergeOfSeveralPushes(t *testing.T) {
+	t.Parallel()
+	s := startGitHubStack(t)
+	deliveries := [][2]string{
+		{"push", `{"ref":"refs/heads/feature","before":"0000000000000000000000000000000000000000","after":"c1c1c1c1c1","commits":[{"id":"c1c1c1c1c1","timestamp":"` + hour(0) + `"}],` + modelRepo + `}`},
+		{"pull_request", `{"action":"opened","pull_request":{"number":5,"created_at":"` + hour(1) + `","merged":false,"head":{"sha":"c1c1c1c1c1"}},` + modelRepo + `}`},
+		{"push", `{"ref":"refs/heads/feature","before":"c1c1c1c1c1","after":"c2c2c2c2c2","commits":[{"id":"c2c2c2c2c2","timestamp":"` + hour(2) + `"}],` + modelRepo + `}`},
+		{"pull_request", `{"action":"synchronize","before":"c1c1c1c1c1","after":"c2c2c2c2c2","pull_request":{"number":5,"created_at":"` + hour(1) + `","merged":false,"head":{"sha":"c2c2c2c2c2"}},` + modelRepo + `}`},
+		{"pull_request", `{"action":"closed","pull_request":{"number":5,"created_at":"` + hour(1) + `","merged":true,"merged_at":"` + hour(4) + `","merge_commit_sha":"5555555555","head":{"sha":"c2c2c2c2c2"}},` + modelRepo + `}`},
+		{"push", `{"ref":"refs/heads/main","after":"5555555555","commits":[{"id":"5555555555","timestamp":"` + hour(4) + `"}],` + modelRepo + `}`},
+		{"deployment_status", `{"deployment_status":{"id":11,"state":"success","created_at":"` + hour(6) + `"},"deployment":{"id":10,"sha":"5555555555","environment":"production"},` + modelRepo + `}`},
+	}
+	slices.Reverse(deliveries)
+	s.deliverAll(deliveries)
+	lt := s.report("acme/api", "2026-11-01", "2026-11-08").LeadTime
+	require.Equal(t, int64(1), lt.Changes)
+	require.Equal(t, hours(6), lt.MedianSeconds, "from c1's commit, in the branch's first push")
 }
 
 // A change's first deployment is per change: the head H deployed to production at hour 5
