@@ -217,7 +217,8 @@ func apiURL(q dora.Query) string {
 	p.Set("environment", q.Environment)
 	p.Set("from", q.From.Format(time.RFC3339))
 	p.Set("to", q.To.Format(time.RFC3339))
-	return "/api/v1/metrics/dora?" + p.Encode()
+	// %20 rather than +: the same to a server, and kept as it is by html/template.
+	return "/api/v1/metrics/dora?" + strings.ReplaceAll(p.Encode(), "+", "%20")
 }
 
 // grafanaURL is the row's DORA dashboard over the trend window.
@@ -232,5 +233,5 @@ func grafanaURL(base string, row *Row, env string) string {
 	}
 	p.Set("from", "now-"+strconv.Itoa(TrendWindow)+"d")
 	p.Set("to", "now")
-	return strings.TrimRight(base, "/") + "/d/devopstic-dora-overview/?" + p.Encode()
+	return strings.TrimRight(base, "/") + "/d/devopstic-dora-overview/?" + strings.ReplaceAll(p.Encode(), "+", "%20")
 }
