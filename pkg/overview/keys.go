@@ -93,7 +93,7 @@ func cell(k int, r dora.Report, days int) Cell {
 		cfr := r.ChangeFailureRate
 		c.Main = Figure{Path: "change_failure_rate.rate", Value: optFloat(cfr.Rate), Text: percent(cfr.Rate)}
 		c.Detail = []Figure{
-			{Path: "change_failure_rate.failed", Value: integer(cfr.Failed), Text: integer(cfr.Failed), Unit: "failed of"},
+			{Path: "change_failure_rate.failed", Value: integer(cfr.Failed), Text: integer(cfr.Failed), Unit: "failed"},
 			{Path: "change_failure_rate.deployments", Value: integer(cfr.Deployments), Text: integer(cfr.Deployments), Unit: "attempts"},
 		}
 		c.Tier = tier("change_failure_rate.tier", cfr.Tier)

@@ -180,3 +180,13 @@ LIMIT $3`, env, at, limit)
 	}
 	return incidents, nil
 }
+
+// Analyze refreshes the planner's statistics of every table, as autovacuum does a while after
+// a large load: until then the planner takes the DORA functions over several pipelines (a
+// team) for a handful of rows, and may run them for minutes.
+func (s *Store) Analyze(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, `ANALYZE`); err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	return nil
+}
