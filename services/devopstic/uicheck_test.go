@@ -26,7 +26,7 @@ import (
 // own data directory and ports, so a running `make run` is left alone), loads the demo history
 // with `make demo`, logs in through the form in headless Chromium, and fails when the page shows
 // an error, a figure is missing, the stylesheet was refused or the page is wider than a phone.
-// Screenshots go to .data/ui-check-desktop.png and .data/ui-check-phone.png.
+// Screenshots go to .data/ui-check-desktop.png, -top.png (docs/first-page.png) and -phone.png.
 func TestUICheck(t *testing.T) {
 	root, err := filepath.Abs("../..")
 	require.NoError(t, err)
@@ -146,7 +146,9 @@ func TestUICheck(t *testing.T) {
 	require.Empty(t, report.Missing)
 	require.Positive(t, report.Trends)
 	require.Equal(t, "8px", report.Radius, "the stylesheet applies (its CSP hash matches)")
-	b.screenshot(t, filepath.Join(root, ".data", "ui-check-desktop.png"))
+	b.screenshot(t, filepath.Join(root, ".data", "ui-check-desktop.png"), nil)
+	// The top of it, as docs/first-page.png shows it.
+	b.screenshot(t, filepath.Join(root, ".data", "ui-check-top.png"), map[string]any{"x": 0, "y": 0, "width": 1100, "height": 760, "scale": 1})
 
 	// A phone: nothing wider than the screen.
 	b.call(t, "Emulation.setDeviceMetricsOverride", map[string]any{"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true})
@@ -155,7 +157,7 @@ func TestUICheck(t *testing.T) {
 	width := b.eval(t, `document.documentElement.scrollWidth + '/' + window.innerWidth`).(string)
 	parts := strings.Split(width, "/")
 	require.Equal(t, parts[1], parts[0], "the page is wider than a phone's screen (scroll width / screen width)")
-	b.screenshot(t, filepath.Join(root, ".data", "ui-check-phone.png"))
+	b.screenshot(t, filepath.Join(root, ".data", "ui-check-phone.png"), nil)
 }
 
 func withoutDatabaseURL(env []string) []string {
@@ -306,10 +308,15 @@ func (b *browser) navigate(t *testing.T, url string) {
 	b.waitFor(t, `document.readyState === 'complete' && location.href !== 'about:blank'`)
 }
 
-func (b *browser) screenshot(t *testing.T, path string) {
+// screenshot saves the whole page, or the clip of it when clip is not nil.
+func (b *browser) screenshot(t *testing.T, path string, clip map[string]any) {
 	t.Helper()
 	var shot struct{ Data string }
-	require.NoError(t, json.Unmarshal(b.call(t, "Page.captureScreenshot", map[string]any{"format": "png", "captureBeyondViewport": true}), &shot))
+	params := map[string]any{"format": "png", "captureBeyondViewport": true}
+	if clip != nil {
+		params["clip"] = clip
+	}
+	require.NoError(t, json.Unmarshal(b.call(t, "Page.captureScreenshot", params), &shot))
 	png, err := base64.StdEncoding.DecodeString(shot.Data)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(path, png, 0o644))
