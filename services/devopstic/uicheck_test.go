@@ -148,7 +148,7 @@ func TestUICheck(t *testing.T) {
 	require.Equal(t, "8px", report.Radius, "the stylesheet applies (its CSP hash matches)")
 	b.screenshot(t, filepath.Join(root, ".data", "ui-check-desktop.png"), nil)
 	// The top of it, as docs/first-page.png shows it.
-	b.screenshot(t, filepath.Join(root, ".data", "ui-check-top.png"), map[string]any{"x": 0, "y": 0, "width": 1100, "height": 760, "scale": 1})
+	b.screenshot(t, filepath.Join(root, ".data", "ui-check-top.png"), map[string]any{"x": 0, "y": 0, "width": 1280, "height": 800, "scale": 1})
 
 	// A phone: nothing wider than the screen.
 	b.call(t, "Emulation.setDeviceMetricsOverride", map[string]any{"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true})
