@@ -206,17 +206,32 @@ type browser struct {
 func startChromium(t *testing.T) *browser {
 	bin, err := exec.LookPath("chromium")
 	require.NoError(t, err, "make ui-check installs Debian's chromium package")
+	// Its own profile directory, removed once every Chromium process is gone (t.TempDir's
+	// removal would race with the helper processes still writing to it).
+	profile, err := os.MkdirTemp("", "devopstic-ui-check-")
+	require.NoError(t, err)
 	args := []string{"--headless=new", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
 		"--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "--remote-allow-origins=http://127.0.0.1",
-		"--user-data-dir=" + t.TempDir(), "about:blank"}
+		"--user-data-dir=" + profile, "about:blank"}
 	if os.Geteuid() == 0 {
 		args = append([]string{"--no-sandbox"}, args...) // Chromium refuses to sandbox as root
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its helpers in its group, stopped with it
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		for range 50 { // the group's last processes exit just after the main one
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("could not remove Chromium's profile %s", profile)
+	})
 
 	endpoint := make(chan string, 1)
 	go func() {
