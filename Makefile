@@ -6,7 +6,7 @@ BIN     := bin
 # bash for pipefail: make test pipes go test through tee and keeps its exit status.
 SHELL   := bash
 
-.PHONY: run demo test test-short chaos bench bench-go bench-metrics build vet fmt clean help
+.PHONY: run demo ui-check test test-short chaos bench bench-go bench-metrics build vet fmt clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -17,6 +17,18 @@ run: ## start everything locally: Postgres under .data/, embedded NATS, ingest a
 
 demo: ## load a generated 90-day history of 8 pipelines into a running `make run` (for the dashboards)
 	$(GO) run ./services/devopstic demo
+
+ui-check: ## the first page in headless Chromium: make run + make demo, log in, every figure there, screenshots in .data/
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "ui-check: installing chromium (Debian package)"; \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+			|| { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; \
+		else \
+			echo "ui-check: chromium is missing: install it (sudo apt-get install chromium)" >&2; exit 1; \
+		fi; }
+	$(GO) test -tags uicheck -count=1 -v -run '^TestUICheck$$' -timeout 15m ./services/devopstic/
 
 test: tools ## every test, against a real Postgres and a real NATS server that the tests start themselves
 	$(GO) vet ./...

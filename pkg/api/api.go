@@ -58,6 +58,8 @@ type Config struct {
 	// TrustedProxies (addresses or CIDRs); otherwise the connection's address is the client's.
 	ProxyHeader    string
 	TrustedProxies []string
+	// GrafanaURL, when set, is linked from the first page (GET /).
+	GrafanaURL string
 }
 
 // Deps are what the API talks to.
@@ -131,14 +133,21 @@ func New(cfg Config, deps Deps) *fiber.App {
 	app.Post("/webhook/:token/events", s.authorizePath(auth.ScopeWrite), s.postEvents)
 	app.Post("/cdevents", s.authorize(auth.ScopeWrite), s.postCDEvents)
 	app.Post("/webhook/:token/cdevents", s.authorizePath(auth.ScopeWrite), s.postCDEvents)
-	app.Get("/events", s.authorize(auth.ScopeRead), s.getEvents)
-	app.Get("/commits", s.authorize(auth.ScopeRead), s.getCommits)
+	app.Get("/events", s.authorizeRead, s.getEvents)
+	app.Get("/commits", s.authorizeRead, s.getCommits)
 	app.Post("/github/events", s.postGitHub)
 	app.Post("/gitlab/events", s.postGitLab)
 	app.Post("/pagerduty/incidents", s.postPagerDuty)
 	app.Post("/alertmanager/alerts", s.postAlertmanager)
-	app.Get("/api/v1/metrics/dora", s.authorize(auth.ScopeRead), s.getDORA)
-	app.Get("/api/v1/pipelines", s.authorize(auth.ScopeRead), s.getPipelines)
+	app.Get("/api/v1/metrics/dora", s.authorizeRead, s.getDORA)
+	app.Get("/api/v1/pipelines", s.authorizeRead, s.getPipelines)
+	app.Get("/api/v1/teams", s.authorizeRead, s.getTeams)
+
+	// The first page and its login (page.go).
+	app.Get("/", s.authorizePage, s.getPage)
+	app.Get("/login", s.getLogin)
+	app.Post("/login", s.postLogin)
+	app.Post("/logout", s.postLogout)
 	return app
 }
 

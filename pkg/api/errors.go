@@ -43,6 +43,8 @@ func fail(c *fiber.Ctx, err error) error {
 	case errors.Is(err, event.ErrTooMany), errors.Is(err, stream.ErrTooLarge):
 		// Not a 503: a message larger than the stream takes will never fit, however often sent.
 		return c.Status(fiber.StatusRequestEntityTooLarge).JSON(errorBody{Error: err.Error()})
+	case errors.Is(err, store.ErrNotFound):
+		return c.Status(fiber.StatusNotFound).JSON(errorBody{Error: err.Error()})
 	case errors.Is(err, errUnsupportedMedia):
 		return c.Status(fiber.StatusUnsupportedMediaType).JSON(errorBody{Error: err.Error()})
 	case errors.Is(err, auth.ErrUnauthorized):

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 
@@ -21,6 +22,9 @@ func (s *server) getDORA(c *fiber.Ctx) error {
 		return fail(c, err)
 	}
 	m, err := s.deps.Store.Metrics(c.UserContext(), q.StoreQuery())
+	if errors.Is(err, store.ErrNotFound) {
+		return fail(c, fmt.Errorf("%w (parameter team; GET /api/v1/teams lists the teams)", err))
+	}
 	if err != nil {
 		return fail(c, err)
 	}
@@ -29,6 +33,14 @@ func (s *server) getDORA(c *fiber.Ctx) error {
 		return fail(c, err)
 	}
 	return c.JSON(report)
+}
+
+func (s *server) getTeams(c *fiber.Ctx) error {
+	teams, err := s.deps.Store.Teams(c.UserContext())
+	if err != nil {
+		return fail(c, err)
+	}
+	return c.JSON(listBody[store.Team]{Items: teams, Count: len(teams), Limit: len(teams)})
 }
 
 func (s *server) getPipelines(c *fiber.Ctx) error {

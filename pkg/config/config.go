@@ -91,6 +91,9 @@ type HTTP struct {
 	// only from TrustedProxies (addresses or CIDRs): the login throttle counts per client.
 	ProxyHeader    string   `env:"DEVOPSTIC_PROXY_HEADER"`
 	TrustedProxies []string `env:"DEVOPSTIC_TRUSTED_PROXIES" envSeparator:","`
+	// GrafanaURL, when set, is where the first page (GET /) links each team and pipeline to
+	// its DORA dashboard: Grafana's address as a browser reaches it.
+	GrafanaURL string `env:"DEVOPSTIC_GRAFANA_URL"`
 }
 
 // Auth holds the token keys, the configured login and the login throttle.
@@ -310,6 +313,11 @@ func (h HTTP) validate() error {
 			if _, _, err := net.ParseCIDR(p); err != nil {
 				errs = append(errs, fmt.Errorf("DEVOPSTIC_TRUSTED_PROXIES: %q is neither an address nor a CIDR range", p))
 			}
+		}
+	}
+	if h.GrafanaURL != "" {
+		if u, err := url.Parse(h.GrafanaURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			errs = append(errs, fmt.Errorf("DEVOPSTIC_GRAFANA_URL must be an http or https address such as https://grafana.example.com, without credentials, not %q", h.GrafanaURL))
 		}
 	}
 	switch {

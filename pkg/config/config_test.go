@@ -631,6 +631,8 @@ func TestValidateErrorsNameTheValue(t *testing.T) {
 			`DEVOPSTIC_TRUSTED_PROXIES: "10.0.0.0/33" is neither an address nor a CIDR range`},
 		{"proxy header alone", map[string]string{"DEVOPSTIC_PROXY_HEADER": "X-Real-IP"},
 			`DEVOPSTIC_PROXY_HEADER is "X-Real-IP" but DEVOPSTIC_TRUSTED_PROXIES is empty: the header is believed only from those proxies`},
+		{"Grafana URL without a scheme", map[string]string{"DEVOPSTIC_GRAFANA_URL": "grafana.example.com"},
+			`DEVOPSTIC_GRAFANA_URL must be an http or https address such as https://grafana.example.com, without credentials, not "grafana.example.com"`},
 		{"trusted proxies alone", map[string]string{"DEVOPSTIC_TRUSTED_PROXIES": "10.0.0.1"},
 			`DEVOPSTIC_TRUSTED_PROXIES is "10.0.0.1" but DEVOPSTIC_PROXY_HEADER is empty: set the header holding the client's address (X-Real-IP)`},
 		{"username alone", map[string]string{"DEVOPSTIC_PASSWORD": ""},

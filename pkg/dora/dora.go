@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -109,9 +110,11 @@ func ChangeFailureTier(failed, attempts int64) *string {
 
 func tier(s string) *string { return &s }
 
-// Query is one question to the metrics API.
+// Query is one question to the metrics API: the figures of the union of Pipelines and the
+// pipelines of Teams (all pipelines when both are empty).
 type Query struct {
-	PipelineID  string // "" for all pipelines
+	Pipelines   []string // pipeline_id, each once, in the order given
+	Teams       []string // team, each once, in the order given
 	Environment string
 	From, To    time.Time
 	Interval    string // all, day, week, month
@@ -120,12 +123,22 @@ type Query struct {
 // ErrBadParameter wraps every problem with a query's parameters.
 var ErrBadParameter = errors.New("invalid parameter")
 
-// ParseQuery reads the API's parameters; now fills in a missing `to`.
+// MaxSelection bounds how many pipeline_id, and how many team, one query may name.
+const MaxSelection = 1000
+
+// ParseQuery reads the API's parameters; now fills in a missing `to`. pipeline_id and team may
+// each be given several times (blank values are ignored).
 func ParseQuery(v url.Values, now time.Time) (Query, error) {
 	q := Query{
-		PipelineID:  strings.TrimSpace(v.Get("pipeline_id")),
 		Environment: strings.TrimSpace(v.Get("environment")),
 		Interval:    v.Get("interval"),
+	}
+	var err error
+	if q.Pipelines, err = selection(v, "pipeline_id"); err != nil {
+		return Query{}, err
+	}
+	if q.Teams, err = selection(v, "team"); err != nil {
+		return Query{}, err
 	}
 	if q.Environment == "" {
 		q.Environment = DefaultEnvironment
@@ -137,7 +150,6 @@ func ParseQuery(v url.Values, now time.Time) (Query, error) {
 	default:
 		return Query{}, fmt.Errorf("%w: interval must be all, day, week or month, not %q", ErrBadParameter, q.Interval)
 	}
-	var err error
 	q.To = now.UTC().Truncate(time.Second)
 	if s := v.Get("to"); s != "" {
 		if q.To, err = parseInstant("to", s); err != nil {
@@ -157,6 +169,20 @@ func ParseQuery(v url.Values, now time.Time) (Query, error) {
 		return Query{}, fmt.Errorf("%w: interval=%s makes %d buckets over this window; at most %d", ErrBadParameter, q.Interval, n, MaxBuckets)
 	}
 	return q, nil
+}
+
+// selection reads every value of the parameter name, trimmed, blanks left out, each once.
+func selection(v url.Values, name string) ([]string, error) {
+	var out []string
+	for _, s := range v[name] {
+		if s = strings.TrimSpace(s); s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	if len(out) > MaxSelection {
+		return nil, fmt.Errorf("%w: %s is given %d different values; at most %d", ErrBadParameter, name, len(out), MaxSelection)
+	}
+	return out, nil
 }
 
 func parseInstant(name, s string) (time.Time, error) {
@@ -199,9 +225,5 @@ func Buckets(from, to time.Time, interval string) []time.Time {
 
 // StoreQuery is the store's form of q.
 func (q Query) StoreQuery() store.MetricsQuery {
-	var pipelines []string
-	if q.PipelineID != "" {
-		pipelines = []string{q.PipelineID}
-	}
-	return store.MetricsQuery{Pipelines: pipelines, Environment: q.Environment, From: q.From, To: q.To, Unit: q.Interval}
+	return store.MetricsQuery{Pipelines: q.Pipelines, Teams: q.Teams, Environment: q.Environment, From: q.From, To: q.To, Unit: q.Interval}
 }

@@ -2,6 +2,7 @@ package dora_test
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"testing"
 	"time"
@@ -31,7 +32,13 @@ func TestParseQuery(t *testing.T) {
 		{
 			name:   "one pipeline and environment, spaces trimmed",
 			params: "pipeline_id=+api+&environment=+staging+",
-			want:   dora.Query{PipelineID: "api", Environment: "staging", From: to.AddDate(0, 0, -90), To: to, Interval: "all"},
+			want:   dora.Query{Pipelines: []string{"api"}, Environment: "staging", From: to.AddDate(0, 0, -90), To: to, Interval: "all"},
+		},
+		{
+			name:   "several pipelines and teams, each once, blanks left out",
+			params: "pipeline_id=web&team=payments&pipeline_id=api&pipeline_id=+web+&team=&team=search&pipeline_id=&team=payments",
+			want: dora.Query{Pipelines: []string{"web", "api"}, Teams: []string{"payments", "search"}, Environment: "production",
+				From: to.AddDate(0, 0, -90), To: to, Interval: "all"},
 		},
 		{
 			name:   "blank environment is production",
@@ -102,6 +109,7 @@ func TestParseQueryErrors(t *testing.T) {
 		{"from equal to to", "from=2026-11-25&to=2026-11-25", []string{"from (2026-11-25T00:00:00Z) must be before to (2026-11-25T00:00:00Z)"}},
 		{"from after to", "from=2026-11-26&to=2026-11-25", []string{"from", "must be before to"}},
 		{"from after the default to", "from=2027-01-01", []string{"from", "must be before to"}},
+		{"too many teams", manyTeams(dora.MaxSelection + 1), []string{"team", "1001 different values", "at most 1000"}},
 		{"one bucket over MaxBuckets", "from=2020-01-01&to=2030-01-09&interval=day", []string{"interval=day", "3661 buckets", "at most 3660"}},
 	}
 	for _, tt := range tests {
@@ -116,6 +124,14 @@ func TestParseQueryErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+func manyTeams(n int) string {
+	v := url.Values{}
+	for i := range n {
+		v.Add("team", fmt.Sprintf("t%d", i))
+	}
+	return v.Encode()
 }
 
 func TestBuckets(t *testing.T) {
@@ -162,8 +178,10 @@ func TestStoreQuery(t *testing.T) {
 	t.Parallel()
 	from := time.Date(2026, 8, 27, 0, 0, 0, 0, time.UTC)
 	to := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
-	q := dora.Query{PipelineID: "api", Environment: "staging", From: from, To: to, Interval: "week"}
+	q := dora.Query{Pipelines: []string{"api"}, Environment: "staging", From: from, To: to, Interval: "week"}
 	require.Equal(t, store.MetricsQuery{Pipelines: []string{"api"}, Environment: "staging", From: from, To: to, Unit: "week"}, q.StoreQuery())
-	q.PipelineID = ""
+	q.Pipelines = nil
 	require.Nil(t, q.StoreQuery().Pipelines, "all pipelines is nil, not an empty list")
+	q.Pipelines, q.Teams = []string{"api", "web"}, []string{"payments"}
+	require.Equal(t, store.MetricsQuery{Pipelines: []string{"api", "web"}, Teams: []string{"payments"}, Environment: "staging", From: from, To: to, Unit: "week"}, q.StoreQuery())
 }

@@ -9,7 +9,13 @@ import (
 
 // Report is the answer of GET /api/v1/metrics/dora, as DORA.md shows it.
 type Report struct {
-	PipelineID  *string   `json:"pipeline_id"`
+	// PipelineID is the pipeline when the query named exactly one and no team; else null.
+	PipelineID *string `json:"pipeline_id"`
+	// Teams are the teams the query named, when it named any.
+	Teams []string `json:"teams,omitempty"`
+	// Pipelines, when the query named teams or several pipelines, are the pipelines whose union
+	// the figures are for (empty for a team without any).
+	Pipelines   *[]string `json:"pipelines,omitempty"`
 	Environment string    `json:"environment"`
 	From        time.Time `json:"from"`
 	To          time.Time `json:"to"`
@@ -130,8 +136,16 @@ func NewReport(q Query, m store.Metrics) (Report, error) {
 		},
 		ReworkRate: ReworkRate{Deployments: d.Deployments, Rework: d.Rework, Rate: d.ReworkRate},
 	}
-	if q.PipelineID != "" {
-		r.PipelineID = &q.PipelineID
+	switch {
+	case len(q.Teams) == 0 && len(q.Pipelines) == 1:
+		r.PipelineID = &q.Pipelines[0]
+	case len(q.Teams) > 0 || len(q.Pipelines) > 1:
+		r.Teams = q.Teams
+		pipelines := m.Pipelines
+		if pipelines == nil {
+			pipelines = []string{}
+		}
+		r.Pipelines = &pipelines
 	}
 	if q.Interval == "all" {
 		return r, nil

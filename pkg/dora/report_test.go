@@ -19,7 +19,7 @@ func TestNewReportDORAExample(t *testing.T) {
 	t.Parallel()
 	from := time.Date(2026, 8, 27, 0, 0, 0, 0, time.UTC)
 	to := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
-	q := dora.Query{PipelineID: "api", Environment: "production", From: from, To: to, Interval: "all"}
+	q := dora.Query{Pipelines: []string{"api"}, Environment: "production", From: from, To: to, Interval: "all"}
 	m := store.Metrics{
 		Deployments: []store.DeploymentStats{{
 			Deployments: 12, PerDay: 0.1333, PerWeek: 0.9333,
@@ -116,7 +116,7 @@ func TestNewReportSeries(t *testing.T) {
 	week1, week2 := from, from.AddDate(0, 0, 7)
 	// the store hands starts in the session's zone; the answer is in UTC
 	paris := time.FixedZone("CET", 3600)
-	q := dora.Query{PipelineID: "api", Environment: "production", From: from, To: to, Interval: "week"}
+	q := dora.Query{Pipelines: []string{"api"}, Environment: "production", From: from, To: to, Interval: "week"}
 	m := store.Metrics{
 		Deployments: []store.DeploymentStats{
 			{Deployments: 3, Attempts: 4, Failed: 1, ChangeFailureRate: ptr(0.25)},

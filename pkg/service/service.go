@@ -163,6 +163,7 @@ func Ingest(cfg config.Ingest, nc *nats.Conn, js jetstream.JetStream, st *store.
 			SeparateAdmin:  adminLn != nil,
 			ProxyHeader:    cfg.HTTP.ProxyHeader,
 			TrustedProxies: cfg.HTTP.TrustedProxies,
+			GrafanaURL:     cfg.HTTP.GrafanaURL,
 		},
 		deps)
 

@@ -2,16 +2,20 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// MetricsQuery is a DORA question: which pipelines (nil for all), which environment, which
-// window [From, To), cut into which buckets (all, day, week or month).
+// MetricsQuery is a DORA question: which pipelines, which environment, which window [From,
+// To), cut into which buckets (all, day, week or month). The figures are for the union of
+// Pipelines and the pipelines of Teams; for every pipeline when both are nil.
 type MetricsQuery struct {
 	Pipelines   []string
+	Teams       []string
 	Environment string
 	From, To    time.Time
 	Unit        string
@@ -58,21 +62,20 @@ type RestoreStats struct {
 // Metrics answers a MetricsQuery. Each slice holds the whole window first (Start nil), then
 // every bucket in order, empty ones included.
 type Metrics struct {
+	// Pipelines are the pipelines the figures are for, sorted (the teams' resolved); nil for all.
+	Pipelines     []string
 	Deployments   []DeploymentStats
 	LeadTime      []LeadTimeStats
 	Restore       []RestoreStats
 	OpenIncidents int64
 }
 
-// Metrics runs the DORA functions in one read-only snapshot, so the figures agree with each
-// other even while the writer writes.
+// Metrics runs the DORA functions in one read-only snapshot, the teams' pipelines resolved in
+// it too, so the figures agree with each other even while the writer writes. The union of the
+// pipelines is what the functions get: a team's figures are never an average of its pipelines'.
+// ErrNotFound names a team that does not exist.
 func (s *Store) Metrics(ctx context.Context, q MetricsQuery) (Metrics, error) {
 	var m Metrics
-	var pipelines any // NULL for every pipeline
-	if q.Pipelines != nil {
-		pipelines = q.Pipelines
-	}
-	args := []any{pipelines, q.Environment, q.From, q.To, q.Unit}
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		// Lead time sorts every value of the window three times (lead, review and deployment
 		// parts): at 10M events and all pipelines, 830,000 values, which spill to disk at
@@ -83,6 +86,20 @@ func (s *Store) Metrics(ctx context.Context, q MetricsQuery) (Metrics, error) {
 		if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '64MB'; SET LOCAL plan_cache_mode = force_custom_plan`); err != nil {
 			return fmt.Errorf("session settings: %w", err)
 		}
+		if q.Pipelines != nil {
+			m.Pipelines = slices.Sorted(slices.Values(q.Pipelines))
+		}
+		if len(q.Teams) > 0 {
+			var err error
+			if m.Pipelines, err = resolvePipelines(ctx, tx, q.Pipelines, q.Teams); err != nil {
+				return err
+			}
+		}
+		var pipelines any // NULL for every pipeline; an empty array (a team without pipelines) for none
+		if m.Pipelines != nil {
+			pipelines = m.Pipelines
+		}
+		args := []any{pipelines, q.Environment, q.From, q.To, q.Unit}
 		rows, _ := tx.Query(ctx, `SELECT * FROM dora_deployments($1, $2, $3, $4, $5)`, args...)
 		var err error
 		if m.Deployments, err = pgx.CollectRows(rows, pgx.RowToStructByPos[DeploymentStats]); err != nil {
@@ -101,25 +118,32 @@ func (s *Store) Metrics(ctx context.Context, q MetricsQuery) (Metrics, error) {
 		}
 		return nil
 	})
+	if errors.Is(err, ErrNotFound) {
+		return Metrics{}, err
+	}
 	if err != nil {
 		return Metrics{}, fmt.Errorf("DORA metrics: %w", err)
 	}
 	return m, nil
 }
 
-// Pipeline is a pipeline and the environments it was seen deploying to or failing in.
+// Pipeline is a pipeline, the environments it was seen deploying to or failing in, and its
+// team (nil when it has none).
 type Pipeline struct {
 	PipelineID   string   `json:"pipeline_id"`
 	Environments []string `json:"environments"`
+	Team         *string  `json:"team"`
 }
 
 // Pipelines lists every pipeline seen, by name.
 func (s *Store) Pipelines(ctx context.Context) ([]Pipeline, error) {
 	rows, _ := s.pool.Query(ctx, `
 SELECT p.pipeline_id,
-       coalesce(array_agg(e.environment ORDER BY e.environment) FILTER (WHERE e.environment IS NOT NULL), '{}')
+       coalesce(array_agg(e.environment ORDER BY e.environment) FILTER (WHERE e.environment IS NOT NULL), '{}'),
+       min(tp.team)
 FROM pipelines p
 LEFT JOIN pipeline_environments e USING (pipeline_id)
+LEFT JOIN team_pipelines tp USING (pipeline_id)
 GROUP BY p.pipeline_id
 ORDER BY p.pipeline_id`)
 	pipelines, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Pipeline])
@@ -127,4 +151,42 @@ ORDER BY p.pipeline_id`)
 		return nil, fmt.Errorf("list pipelines: %w", err)
 	}
 	return pipelines, nil
+}
+
+// OpenIncident is an incident that is open: opened, not resolved yet.
+type OpenIncident struct {
+	Source            string
+	IncidentID        string
+	PipelineID        string
+	Team              *string
+	OpenedAt          time.Time
+	CauseDeploymentID *string
+	CauseCommitID     *string
+}
+
+// OpenIncidents lists the incidents of env open at `at`, the ones dora_open_incidents counts
+// (opened before it and not resolved by then), latest opened first, at most limit.
+func (s *Store) OpenIncidents(ctx context.Context, env string, at time.Time, limit int) ([]OpenIncident, error) {
+	rows, _ := s.pool.Query(ctx, `
+SELECT i.source, i.incident_id, i.pipeline_id, tp.team, i.opened_at, i.cause_deployment_id, i.cause_commit_id
+FROM incidents i
+LEFT JOIN team_pipelines tp USING (pipeline_id)
+WHERE i.environment = $1 AND i.opened_at < $2 AND (i.resolved_at IS NULL OR i.resolved_at >= $2)
+ORDER BY i.opened_at DESC, i.source, i.incident_id
+LIMIT $3`, env, at, limit)
+	incidents, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OpenIncident])
+	if err != nil {
+		return nil, fmt.Errorf("list open incidents: %w", err)
+	}
+	return incidents, nil
+}
+
+// Analyze refreshes the planner's statistics of every table, as autovacuum does a while after
+// a large load: until then the planner takes the DORA functions over several pipelines (a
+// team) for a handful of rows, and may run them for minutes.
+func (s *Store) Analyze(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, `ANALYZE`); err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	return nil
 }

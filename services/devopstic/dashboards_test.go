@@ -177,6 +177,18 @@ func TestDashboardPanelsAgreeWithTheAPI(t *testing.T) {
 	}
 	s.waitCount(len(scenario.Week)+len(quoted)+len(generated), `SELECT count(*) FROM events`)
 	s.waitDrained()
+	_, err := s.db.Exec(context.Background(), `ANALYZE`) // as autovacuum would before long
+	require.NoError(t, err)
+	// Teams, one with a quote in its name, and one pipeline in none.
+	for _, args := range [][]string{
+		{"create", "generated"}, {"add", "generated", "service-01"}, {"add", "generated", "service-02"},
+		{"create", "it's a team"}, {"add", "it's a team", "it's"}, {"add", "it's a team", "web"}, {"create", "empty"},
+	} {
+		_, err := s.teamCmd(args...)
+		require.NoError(t, err, "team %v", args)
+	}
+	teamPipelines := map[string][]string{"": {"api", "it's", "service-01", "service-02", "service-03", "web"},
+		"generated": {"service-01", "service-02"}, "it's a team": {"it's", "web"}, "empty": nil}
 
 	from := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	to := time.Date(2026, 11, 8, 0, 0, 0, 0, time.UTC)
@@ -199,11 +211,11 @@ func TestDashboardPanelsAgreeWithTheAPI(t *testing.T) {
 		require.NoError(t, rows.Err(), sql)
 		return out
 	}
-	api := func(pipeline, interval string) map[string]any {
+	api := func(selection url.Values, interval string) map[string]any {
 		t.Helper()
 		q := url.Values{"from": {"2026-11-01"}, "to": {"2026-11-08"}, "interval": {interval}}
-		if pipeline != "" {
-			q.Set("pipeline_id", pipeline)
+		for k, v := range selection {
+			q[k] = v
 		}
 		var m map[string]any
 		require.NoError(t, json.Unmarshal([]byte(s.getJSON("/api/v1/metrics/dora?"+q.Encode())), &m))
@@ -219,35 +231,55 @@ func TestDashboardPanelsAgreeWithTheAPI(t *testing.T) {
 		var d grafanaDashboard
 		require.NoError(t, json.Unmarshal(raw, &d))
 
-		// The variables' own queries run, and offer what the scenario holds.
-		var allPipelines []string
-		for _, v := range d.Templating.List {
-			if v.Type != "query" {
-				continue
-			}
-			rows := query(v.Query.(string))
-			require.NotEmpty(t, rows, "variable %s", v.Name)
-			if v.Name == "pipeline" {
-				for _, r := range rows {
-					allPipelines = append(allPipelines, r["pipeline_id"].(string))
+		// The variables' own queries run, and offer what the scenario holds: the teams, and the
+		// pipelines of the teams chosen ('' is "(all pipelines)": every pipeline).
+		offered := func(teams []string) []string {
+			var pipelines []string
+			for _, v := range d.Templating.List {
+				if v.Type != "query" {
+					continue
+				}
+				rows := query(grafanaExpand(v.Query.(string), from, to, map[string][]string{"team": teams}, nil))
+				switch v.Name {
+				case "pipeline":
+					for _, r := range rows {
+						pipelines = append(pipelines, r["pipeline_id"].(string))
+					}
+				case "team":
+					var names []string
+					for _, r := range rows {
+						names = append(names, r["__value"].(string))
+					}
+					require.Equal(t, []string{"", "empty", "generated", "it's a team"}, names)
+				default:
+					require.NotEmpty(t, rows, "variable %s", v.Name)
 				}
 			}
+			return pipelines
 		}
-		require.Equal(t, []string{"api", "it's", "service-01", "service-02", "service-03", "web"}, allPipelines)
+		for team, want := range teamPipelines {
+			require.Equal(t, want, offered([]string{team}), "the pipelines of team %q", team)
+		}
+		require.Equal(t, teamPipelines[""], offered([]string{"generated", ""}), "(all pipelines) among teams is every pipeline")
+		allPipelines := teamPipelines[""]
 
 		for _, sel := range []struct {
 			name      string
+			teams     []string
 			pipelines []string
-			apiParam  string
+			apiParams url.Values
 		}{
-			{"one pipeline", []string{"api"}, "api"},
-			{"a quote in the name", []string{"it's"}, "it's"},
-			{"All", allPipelines, ""},
+			{"one pipeline", []string{""}, []string{"api"}, url.Values{"pipeline_id": {"api"}}},
+			{"a quote in the name", []string{""}, []string{"it's"}, url.Values{"pipeline_id": {"it's"}}},
+			{"All", []string{""}, allPipelines, nil},
+			{"a team, its pipelines All", []string{"generated"}, teamPipelines["generated"], url.Values{"team": {"generated"}}},
+			{"two teams, a quote in a name", []string{"generated", "it's a team"}, offered([]string{"generated", "it's a team"}),
+				url.Values{"team": {"generated", "it's a team"}}},
 		} {
 			t.Run(d.Title+"/"+sel.name, func(t *testing.T) {
-				report := api(sel.apiParam, "all")
-				weekly := api(sel.apiParam, "week")["series"].([]any)
-				vars := map[string][]string{"pipeline": sel.pipelines}
+				report := api(sel.apiParams, "all")
+				weekly := api(sel.apiParams, "week")["series"].([]any)
+				vars := map[string][]string{"pipeline": sel.pipelines, "team": sel.teams}
 				single := map[string]string{"environment": "production", "interval": "week"}
 				for _, p := range flattenPanels(d.Panels) {
 					if p.Type == "row" {
@@ -283,15 +315,36 @@ func TestDashboardPanelsAgreeWithTheAPI(t *testing.T) {
 								require.Equal(t, figure(report, statFigures["Deployments"]), deployments)
 							}
 						case "table":
-							if d.Title != "Pipelines comparison" {
-								continue // recent activity: it runs, which is what there is to check
-							}
-							require.Len(t, rows, len(sel.pipelines))
-							for _, r := range rows {
-								per := api(r["pipeline"].(string), "all")
-								for col, path := range comparisonFigures {
-									require.Equal(t, figure(per, path), r[col], "%s: %s", r["pipeline"], col)
+							switch p.Title {
+							case "Pipelines":
+								require.Len(t, rows, len(sel.pipelines))
+								for _, r := range rows {
+									per := api(url.Values{"pipeline_id": {r["pipeline"].(string)}}, "all")
+									for col, path := range comparisonFigures {
+										require.Equal(t, figure(per, path), r[col], "%s: %s", r["pipeline"], col)
+									}
 								}
+							case "Organisation and teams":
+								// The organisation first, then the teams chosen (every team for "(all pipelines)").
+								wantTeams := sel.teams
+								if slices.Contains(sel.teams, "") {
+									wantTeams = []string{"empty", "generated", "it's a team"}
+								}
+								require.Len(t, rows, 1+len(wantTeams))
+								for i, r := range rows {
+									selection, name, members := url.Values{}, "(all pipelines)", teamPipelines[""]
+									if i > 0 {
+										name, members = wantTeams[i-1], teamPipelines[wantTeams[i-1]]
+										selection.Set("team", name)
+									}
+									require.Equal(t, name, r["team"])
+									require.Equal(t, float64(len(members)), r["pipelines"])
+									per := api(selection, "all")
+									for col, path := range comparisonFigures {
+										require.Equal(t, figure(per, path), r[col], "%s: %s", r["team"], col)
+									}
+								}
+							default: // recent activity: it runs, which is what there is to check
 							}
 						default:
 							t.Fatalf("panel %q: no check for panels of type %s", p.Title, p.Type)

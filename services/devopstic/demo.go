@@ -14,6 +14,7 @@ import (
 
 	"github.com/devopstic/devopstic/pkg/config"
 	"github.com/devopstic/devopstic/pkg/scenario"
+	"github.com/devopstic/devopstic/pkg/store"
 )
 
 // demo loads a generated delivery history (pkg/scenario) into a running DevOpstic over its
@@ -49,10 +50,70 @@ func demo(ctx context.Context, cfg config.AllInOne, args []string, stdout io.Wri
 		}
 		fmt.Fprintf(stdout, "\rloaded %d of %d events", start+len(batch), len(events))
 	}
-	fmt.Fprintf(stdout, "\nloaded %d pipelines and %d days of history (%s to %s)\n\n", *pipelines, *days,
+	fmt.Fprintf(stdout, "\nloaded %d pipelines and %d days of history (%s to %s)\n", *pipelines, *days,
 		sc.Config.Start.Format(time.DateOnly), sc.End().Format(time.DateOnly))
+	if err := waitWritten(ctx, client, *base, token, len(events)); err != nil {
+		return err
+	}
+	if err := demoTeams(ctx, cfg, sc, stdout); err != nil {
+		fmt.Fprintf(stdout, "no demo teams (%v): make them with devopstic team create|add\n", err)
+	}
+	fmt.Fprintf(stdout, "\nOpen %s/ in a browser to see them (the login of make run).\n", *base)
 	fmt.Fprintf(stdout, "Try: curl -s '%s/api/v1/metrics/dora?pipeline_id=%s' -H \"Authorization: Bearer $TOKEN\"\n", *base, sc.Pipelines[0].ID)
 	return nil
+}
+
+// waitWritten waits until the writer has written at least n events and the count has stopped
+// moving, so that what follows (the statistics, the page) sees the whole history.
+func waitWritten(ctx context.Context, client *http.Client, base, token string, n int) error {
+	last, still := -1, 0
+	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); {
+		out, err := call(ctx, client, http.MethodGet, base+"/events?limit=1", token, nil, http.StatusOK)
+		if err != nil {
+			return err
+		}
+		var page struct{ Count int }
+		if err := json.Unmarshal(out, &page); err != nil {
+			return fmt.Errorf("GET /events: %w", err)
+		}
+		if page.Count == last && page.Count >= n {
+			if still++; still == 4 {
+				return nil
+			}
+		} else {
+			still = 0
+		}
+		last = page.Count
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("the writer has not written the %d events after 5 minutes (devopstic status says why)", n)
+}
+
+// demoTeams gives the demo's pipelines to three teams, leaving the last ones in none, so that
+// the first page and the dashboards have teams to show. Teams that exist are kept, and a
+// pipeline already in a team stays there.
+func demoTeams(ctx context.Context, cfg config.AllInOne, sc scenario.Scenario, stdout io.Writer) error {
+	st, closeStore, err := openStore(ctx, cfg, false, 2)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	teams := []string{"platform", "platform", "platform", "payments", "payments", "search"}
+	for i, p := range sc.Pipelines[:min(len(teams), len(sc.Pipelines))] {
+		if err := st.CreateTeam(ctx, teams[i]); err != nil && !errors.Is(err, store.ErrExists) {
+			return err
+		}
+		if _, err := st.AddPipeline(ctx, teams[i], p.ID, false); err != nil && !errors.Is(err, store.ErrOtherTeam) {
+			return err
+		}
+	}
+	fmt.Fprintln(stdout, "teams: platform, payments and search own the first six pipelines (devopstic team list)")
+	// What autovacuum would do a minute from now: the page's team figures need the statistics.
+	return st.Analyze(ctx)
 }
 
 func login(ctx context.Context, client *http.Client, base, user, password string) (string, error) {

@@ -165,6 +165,8 @@ func printWelcome(w io.Writer, cfg config.AllInOne, addr net.Addr, defaultLogin 
 	fmt.Fprintf(w, `
 DevOpstic is running at %[1]s  (Ctrl-C stops it; data is kept in %[2]s)
 
+Open the page:  %[1]s/  (log in as %[3]s; make demo loads 90 days of history to look at)
+
 Get a token:
   TOKEN=$(curl -s -X POST %[1]s/tokens -H 'Content-Type: application/json' \
     -d '{"username":"%[3]s","password":"%[4]s"}' | sed -E 's/.*"token":"([^"]+)".*/\1/')

@@ -113,8 +113,8 @@ func TestDORAMetricsMatchHandComputedValues(t *testing.T) {
 
 	t.Run("pipelines", func(t *testing.T) {
 		require.JSONEq(t, `{"items":[
-		  {"pipeline_id":"api","environments":["production","staging"]},
-		  {"pipeline_id":"web","environments":["production"]}],"count":2,"skip":0,"limit":2}`,
+		  {"pipeline_id":"api","environments":["production","staging"],"team":null},
+		  {"pipeline_id":"web","environments":["production"],"team":null}],"count":2,"skip":0,"limit":2}`,
 			s.getJSON("/api/v1/pipelines"))
 	})
 

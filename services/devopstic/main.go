@@ -9,8 +9,8 @@
 //	devopstic demo      load a generated history into a running DevOpstic
 //
 // and the operating commands status, replay, rebuild and dead-letters (admin.go), the access
-// commands user and apikey (access.go), and the import commands import git and import github
-// (import.go).
+// commands user and apikey (access.go), the import commands import git and import github
+// (import.go), and the team commands (team.go).
 package main
 
 import (
@@ -100,11 +100,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return access(ctx, cfg, args, os.Stdin, stdout, os.Stderr)
 	case "import":
 		return importHistory(ctx, cfg, args, stdout, os.Stderr)
+	case "team":
+		return team(ctx, cfg, args, stdout)
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage+adminUsage+accessUsage+importUsage)
+		fmt.Fprint(stdout, usage+adminUsage+accessUsage+importUsage+teamUsage)
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q\n\n%s", args[0], usage+adminUsage+accessUsage+importUsage)
+		return fmt.Errorf("unknown command %q\n\n%s", args[0], usage+adminUsage+accessUsage+importUsage+teamUsage)
 	}
 }
 

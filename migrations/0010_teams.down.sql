@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS team_pipelines;
+DROP TABLE IF EXISTS teams;
