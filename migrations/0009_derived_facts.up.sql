@@ -271,11 +271,17 @@ $$;
 -- recomputes its rows from the base facts, so running it again changes nothing. PL/pgSQL
 -- rather than SQL so that each connection plans its statements once: a SQL function's are
 -- planned on every call, which cost more than running them (110 of 190 ms a batch at 10M
--- events). Cached plans follow search_path, which rebuild sets to its own schema.
+-- events; with the generic plans below, 16 ms). Cached plans follow search_path, which
+-- rebuild sets to its own schema.
 CREATE FUNCTION dora_derive(p_pipelines text[], p_commits text[], p_deployments jsonb,
                             p_incident_sources text[], p_incident_ids text[])
 RETURNS void
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE
+-- Plan each statement once per connection: a custom plan per call costs more than the call
+-- (a rebuild's or a replay's connections would replan for their first calls, and Postgres
+-- keeps replanning when it prices the generic plan of array arguments above the custom ones).
+SET plan_cache_mode = force_generic_plan
+AS $$
 BEGIN
     -- 1. Changes: each named commit's component over change_links, named by its smallest id
     --    (links come with the batch's own commits; deployments change no component).
