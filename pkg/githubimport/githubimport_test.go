@@ -3,6 +3,7 @@ package githubimport_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -115,6 +116,38 @@ func TestImportedDeliveriesMapLikeWebhooks(t *testing.T) {
 	require.Contains(t, out.String(), "pull_request api merged "+gh.H1)
 	require.Contains(t, out.String(), "deployment_status api failure "+gh.M2)
 	require.Contains(t, out.String(), "issues api success  incident api#50 cause deployment 102")
+}
+
+// A completed run of a deploy workflow is imported as the workflow_run delivery GitHub sends,
+// and maps to the deployment the live delivery gives. The run is the one of GitHub's own
+// workflow_run webhook example (pkg/github/testdata), the same object the REST API lists.
+func TestImportedWorkflowRunsAreDeployments(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../github/testdata/workflow_run/completed-success.json")
+	require.NoError(t, err)
+	var live struct {
+		Run map[string]any `json:"workflow_run"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &live))
+	live.Run["name"] = "Deploy" // the workflow's name, which REST lists on the run
+
+	s := gh.NewServer(t)
+	s.Runs = []map[string]any{live.Run}
+	var out bytes.Buffer
+	opts := github.Options{PipelineID: "api", IncidentLabel: "incident", DeployWorkflows: []string{"Deploy"}}
+	res, err := githubimport.Import(context.Background(), githubimport.Options{Repo: gh.Repo, GitHub: opts},
+		(&clock{now: time.Now()}).client(s), &recordingSink{t: t, out: &out}, nil, time.Now)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Runs)
+	require.Contains(t, out.String(), "workflow_run api success 3484a3fb816e0859fd6e1cea078d76385ff50625")
+
+	// Without the workflow among the deploy workflows, the runs are not read at all.
+	out.Reset()
+	res, err = githubimport.Import(context.Background(), githubimport.Options{Repo: gh.Repo, GitHub: github.Options{PipelineID: "api"}},
+		(&clock{now: time.Now()}).client(s), &recordingSink{t: t, out: &out}, nil, time.Now)
+	require.NoError(t, err)
+	require.Zero(t, res.Runs)
+	require.NotContains(t, out.String(), "workflow_run")
 }
 
 // recordingSink maps every message it is sent with the writer's decoder for GitHub, and lists

@@ -129,6 +129,9 @@ type Server struct {
 	Token string
 	// Before is called before each request is answered (nil: nothing).
 	Before func(r *http.Request)
+	// Runs are the workflow runs /actions/runs answers (the story deploys with deployments:
+	// none unless a test sets them).
+	Runs []map[string]any
 }
 
 // NewServer starts the test GitHub; it stops with the test.
@@ -178,8 +181,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `{"message":"Bad credentials","documentation_url":"https://docs.github.com/rest","status":"401"}`)
 		return
 	}
-	if r.URL.Path == "/repos/"+Repo+"/actions/runs" { // the story deploys with deployments, not workflows
-		s.write(w, map[string]any{"total_count": 0, "workflow_runs": []any{}})
+	if r.URL.Path == "/repos/"+Repo+"/actions/runs" {
+		runs := s.Runs
+		if runs == nil {
+			runs = []map[string]any{}
+		}
+		s.write(w, map[string]any{"total_count": len(runs), "workflow_runs": runs})
 		return
 	}
 	items, ok := s.route(r)
