@@ -1,6 +1,6 @@
 -- The DORA model derived at write time (docs/metrics.md, "How the metrics are computed").
 --
--- The writer keeps three derived facts beside the base facts, in the same transaction, for
+-- The writer keeps these derived facts beside the base facts, in the same transaction, for
 -- exactly the keys a batch touches (dora_derive, below):
 --   * changes.change_id: which change a commit belongs to. Commits that change_links ties
 --     together (a merged pull request's head and merge commit) are one change, named by the
@@ -11,7 +11,9 @@
 --     (the first successful deployment to the incident's environment that shipped it);
 --   * deployments.named and deployments.rework: an incident names the attempt as its cause
 --     (by deployment id or by cause commit), and it succeeded while an incident of its
---     pipeline and environment was open.
+--     pipeline and environment was open;
+--   * lead_time_days: each pipeline's lead time values per environment and UTC day, so that
+--     a window of many pipelines reads a row per pipeline and day.
 -- The read functions are then aggregates over indexed rows. Derivation depends only on the
 -- facts of one pipeline, and writers serialize per pipeline (an advisory lock per pipeline,
 -- taken in order at the start of each batch, pkg/store), so several writers give the rows one
