@@ -301,6 +301,12 @@ func checkCompose(t *testing.T, p composeProject) {
 	m, ok = gf.mountAt(t, "/etc/grafana/provisioning")
 	require.True(t, ok, "grafana/provisioning mounted")
 	require.Equal(t, mustAbs(t, repoPath("grafana/provisioning")), m.source)
+	// The whole directory, so its alerting/ (the alert rules) with it.
+	for _, dir := range []string{"datasources", "dashboards", "alerting"} {
+		entries, err := os.ReadDir(filepath.Join(m.source, dir))
+		require.NoError(t, err, "grafana/provisioning/%s, mounted at /etc/grafana/provisioning/%s", dir, dir)
+		require.NotEmpty(t, entries, dir)
+	}
 	m, ok = gf.mountAt(t, dashboardsPath(t))
 	require.True(t, ok, "grafana/dashboards mounted where the provider looks: %s", dashboardsPath(t))
 	require.Equal(t, mustAbs(t, repoPath("grafana/dashboards")), m.source)
@@ -1590,7 +1596,7 @@ func TestHelmChart(t *testing.T) {
 		"Deployment/" + fullname + "-grafana", "Service/" + fullname + "-grafana",
 		"Secret/" + fullname,
 		"ConfigMap/" + fullname + "-grafana-datasources", "ConfigMap/" + fullname + "-grafana-dashboard-providers",
-		"ConfigMap/" + fullname + "-grafana-dashboards",
+		"ConfigMap/" + fullname + "-grafana-dashboards", "ConfigMap/" + fullname + "-grafana-alerting",
 	} {
 		require.Contains(t, objs, key)
 	}
@@ -1709,6 +1715,7 @@ func TestHelmChart(t *testing.T) {
 	for dir, files := range map[string]string{
 		"/etc/grafana/provisioning/datasources": "grafana/provisioning/datasources/*.yaml",
 		"/etc/grafana/provisioning/dashboards":  "grafana/provisioning/dashboards/*.yaml",
+		"/etc/grafana/provisioning/alerting":    "grafana/provisioning/alerting/*.yaml",
 		dashboardsPath(t):                       "grafana/dashboards/*.json",
 	} {
 		cm, ok := objs["ConfigMap/"+mounts[dir]]
@@ -1724,6 +1731,18 @@ func TestHelmChart(t *testing.T) {
 			require.Equal(t, strings.TrimRight(string(want), "\n"), strings.TrimRight(data[filepath.Base(p)], "\n"), "%s in %s", p, cm.Metadata.Name)
 		}
 	}
+
+	// Every directory of grafana/provisioning is mounted where Grafana reads it.
+	dirs, err := os.ReadDir(repoPath("grafana/provisioning"))
+	require.NoError(t, err)
+	for _, d := range dirs {
+		require.Contains(t, mounts, "/etc/grafana/provisioning/"+d.Name(), "grafana/provisioning/%s is mounted", d.Name())
+	}
+	// Alert rules of one's own (other thresholds) replace the repository's.
+	mine := filepath.Join(t.TempDir(), "my-dora.yaml")
+	require.NoError(t, os.WriteFile(mine, []byte("apiVersion: 1\ngroups: []\n"), 0o600))
+	withRules := helmTemplate(t, helm, chart, append([]string{"--set", "nats.enabled=false", "--set-file", "grafana.alerting.rules=" + mine}, requiredValues...)...)
+	require.Equal(t, map[string]string{"dora.yaml": "apiVersion: 1\ngroups: []\n"}, strMap(withRules["ConfigMap/"+fullname+"-grafana-alerting"].raw["data"]))
 
 	checkNetworkPolicies(t, objs, containers)
 
