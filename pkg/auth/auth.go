@@ -248,6 +248,9 @@ func (t *Tokens) verify(token string) (Claims, error) {
 	var claims Claims
 	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return jwt.VerificationKeySet{Keys: keys}, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		// One spelling per token: base64url's last character has unused bits, and a lenient
+		// decoder accepts four strings for each signature.
+		jwt.WithStrictDecoding(),
 		jwt.WithIssuer(issuer),
 		jwt.WithExpirationRequired(),
 		jwt.WithTimeFunc(t.now),

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -124,6 +125,10 @@ func TestVerifyRefuses(t *testing.T) {
 		{name: "no expiry", token: signed(t, jwt.SigningMethodHS256, []byte(testSecret), noExp), now: issuedAt},
 		{name: "wrong issuer", token: signed(t, jwt.SigningMethodHS256, []byte(testSecret), wrongIssuer), now: issuedAt},
 		{name: "tampered payload", token: tamper(t, good), now: issuedAt},
+		// The signature's last base64url character carries two unused bits: another spelling
+		// of the same bytes, which a lenient decoder accepts (1 token in 16 ends in 'A', and
+		// the keep-alive test's "last byte changed" made it 'B').
+		{name: "signature spelled with non-zero padding bits", token: paddingBitsSet(t, good), now: issuedAt},
 		{name: "no role (an older version's token)", token: signed(t, jwt.SigningMethodHS256, []byte(testSecret), noRole), now: issuedAt},
 		{name: "unknown role", token: signed(t, jwt.SigningMethodHS256, []byte(testSecret), badRole), now: issuedAt},
 		{name: "no orig_iat", token: signed(t, jwt.SigningMethodHS256, []byte(testSecret), noOrigIat), now: issuedAt},
@@ -140,6 +145,23 @@ func TestVerifyRefuses(t *testing.T) {
 			require.Equal(t, Claims{}, claims)
 		})
 	}
+}
+
+// paddingBitsSet spells token's signature with the two unused low bits of its last character
+// set: the same 32 bytes when decoded leniently.
+func paddingBitsSet(t *testing.T, token string) string {
+	t.Helper()
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, token[len(token)-1])
+	require.GreaterOrEqual(t, last, 0)
+	require.Zero(t, last&3, "the issuer's encoding is canonical")
+	spelled := token[:len(token)-1] + string(alphabet[last|3])
+	sig, err := base64.RawURLEncoding.DecodeString(spelled[strings.LastIndexByte(spelled, '.')+1:])
+	require.NoError(t, err)
+	want, err := base64.RawURLEncoding.DecodeString(token[strings.LastIndexByte(token, '.')+1:])
+	require.NoError(t, err)
+	require.Equal(t, want, sig, "the same signature bytes: the test proves something only if so")
+	return spelled
 }
 
 func TestVerifyJustBeforeExpiry(t *testing.T) {
