@@ -284,6 +284,12 @@ LANGUAGE plpgsql VOLATILE
 -- keeps replanning when it prices the generic plan of array arguments above the custom ones).
 SET plan_cache_mode = force_generic_plan
 AS $$
+DECLARE
+    -- what the batch touched, worked out once (steps 2 to 4 read it)
+    touched_change_pipelines text[];
+    touched_change_ids text[];
+    touched_incident_sources text[];
+    touched_incident_ids text[];
 BEGIN
     -- 1. Changes: each named commit's component over change_links, named by its smallest id
     --    (links come with the batch's own commits; deployments change no component).
@@ -302,20 +308,24 @@ BEGIN
     WHERE c.pipeline_id = k.pipeline_id AND c.commit_id = k.commit_id
       AND c.change_id IS DISTINCT FROM n.change_id;
 
+    SELECT array_agg(t.pipeline_id), array_agg(t.change_id) INTO touched_change_pipelines, touched_change_ids
+    FROM dora_touched_changes(p_pipelines, p_commits, p_deployments) t;
+    SELECT array_agg(t.source), array_agg(t.incident_id) INTO touched_incident_sources, touched_incident_ids
+    FROM dora_touched_incidents(p_pipelines, p_commits, p_deployments, p_incident_sources, p_incident_ids) t;
+
     -- 2. change_deployments of the touched changes. A merge of two changes leaves the rows of
     --    the one whose name went; their names are among the members' commit ids. The days
     --    of lead_time_days that the rows leave are marked dirty first, those they arrive in
     --    as they are written; step 5 recomputes the dirty days.
     INSERT INTO lead_time_days (pipeline_id, environment, day, dirty)
     SELECT DISTINCT cd.pipeline_id, cd.environment, (cd.deployed_at AT TIME ZONE 'UTC')::date, true
-    FROM dora_touched_changes(p_pipelines, p_commits, p_deployments) t
+    FROM unnest(touched_change_pipelines, touched_change_ids) AS t(pipeline_id, change_id)
     JOIN changes m ON m.pipeline_id = t.pipeline_id AND m.change_id = t.change_id
     JOIN change_deployments cd ON cd.pipeline_id = m.pipeline_id AND cd.change_id = m.commit_id
     ON CONFLICT (pipeline_id, environment, day) DO UPDATE SET dirty = true;
 
     WITH touched AS (
-        SELECT array_agg(pipeline_id) AS ps, array_agg(change_id) AS ids
-        FROM dora_touched_changes(p_pipelines, p_commits, p_deployments)
+        SELECT touched_change_pipelines AS ps, touched_change_ids AS ids
     ), fresh AS (
         SELECT r.* FROM touched, dora_change_deployment_rows(touched.ps, touched.ids) r
     ), stale AS (
@@ -332,8 +342,7 @@ BEGIN
     WHERE cd.pipeline_id = s.pipeline_id AND cd.change_id = s.change_id AND cd.environment = s.environment;
 
     WITH touched AS (
-        SELECT array_agg(pipeline_id) AS ps, array_agg(change_id) AS ids
-        FROM dora_touched_changes(p_pipelines, p_commits, p_deployments)
+        SELECT touched_change_pipelines AS ps, touched_change_ids AS ids
     ), written AS (
         INSERT INTO change_deployments AS cd
         SELECT r.* FROM touched, dora_change_deployment_rows(touched.ps, touched.ids) r
@@ -348,9 +357,10 @@ BEGIN
     SELECT DISTINCT pipeline_id, environment, (deployed_at AT TIME ZONE 'UTC')::date, true FROM written
     ON CONFLICT (pipeline_id, environment, day) DO UPDATE SET dirty = true;
 
-    -- 3. The deployment each cause commit names (see dora_touched_incidents).
+    -- 3. The deployment each cause commit names, for the touched incidents
+    --    (dora_touched_incidents).
     WITH candidates AS (
-        SELECT * FROM dora_touched_incidents(p_pipelines, p_commits, p_deployments, p_incident_sources, p_incident_ids)
+        SELECT * FROM unnest(touched_incident_sources, touched_incident_ids) AS t(source, incident_id)
     ), resolved AS (
         SELECT i.source, i.incident_id, f.source AS cause_source, f.deployment_key AS cause_key
         FROM candidates
@@ -373,7 +383,7 @@ BEGIN
     --    environment) and those made since its opening (an opening only moves earlier, so the
     --    interval before and after the batch both start there).
     WITH incidents_touched AS (
-        SELECT i.* FROM dora_touched_incidents(p_pipelines, p_commits, p_deployments, p_incident_sources, p_incident_ids) t
+        SELECT i.* FROM unnest(touched_incident_sources, touched_incident_ids) AS t(source, incident_id)
         JOIN incidents i USING (source, incident_id)
     ), attempts AS (
         SELECT k.s AS source, k.p AS pipeline_id, k.e AS environment, k.key AS deployment_key
