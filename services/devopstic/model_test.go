@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/devopstic/devopstic/pkg/dora"
 )
 
 // The semantic cases of the DORA model (issue 13, docs/metrics.md "What a change is"), each
@@ -40,26 +42,10 @@ func (s *stack) deliverAll(deliveries [][2]string) {
 	s.waitDrained()
 }
 
-// leadTimes are a window's lead time statistics for acme/api in production.
-type leadTimes struct {
-	Changes       int64  `json:"changes"`
-	MedianSeconds *int64 `json:"median_seconds"`
-	MeanSeconds   *int64 `json:"mean_seconds"`
-	ReviewMedian  *int64 `json:"review_median_seconds"`
-	DeployMedian  *int64 `json:"deploy_median_seconds"`
-}
-
-type modelReport struct {
-	LeadTime          leadTimes `json:"lead_time_for_changes"`
-	ChangeFailureRate struct {
-		Deployments int64 `json:"deployments"`
-		Failed      int64 `json:"failed"`
-	} `json:"change_failure_rate"`
-}
-
-func (s *stack) report(pipeline, from, to string) modelReport {
+// report is GET /api/v1/metrics/dora for a pipeline in production over [from, to).
+func (s *stack) report(pipeline, from, to string) dora.Report {
 	s.t.Helper()
-	var r modelReport
+	var r dora.Report
 	require.NoError(s.t, json.Unmarshal([]byte(s.getJSON("/api/v1/metrics/dora?pipeline_id="+pipeline+"&from="+from+"&to="+to)), &r))
 	return r
 }
@@ -89,8 +75,9 @@ func TestMergeCommitPushIsTwoChanges(t *testing.T) {
 		{"deployment_status", `{"deployment_status":{"id":11,"state":"success","created_at":"` + hour(10) + `"},"deployment":{"id":10,"sha":"mmmmmmmmmm","environment":"production"},` + modelRepo + `}`},
 	})
 	lt := s.report("acme/api", "2026-11-01", "2026-11-08").LeadTime
-	require.Equal(t, leadTimes{Changes: 2, MedianSeconds: hours(9.5), MeanSeconds: hours(9.5),
-		ReviewMedian: hours(1), DeployMedian: hours(7)}, lt)
+	elite := dora.Elite
+	require.Equal(t, dora.LeadTime{Changes: 2, MedianSeconds: hours(9.5), P90Seconds: hours(9.9), MeanSeconds: hours(9.5),
+		ReviewMedianSeconds: hours(1), DeployMedianSeconds: hours(7), Tier: &elite}, lt)
 }
 
 // A squash merge (GitHub: merge_commit_sha is the squash commit S, and the push to main
@@ -110,7 +97,7 @@ func TestSquashMergeKeepsTheReplacedCommitsTimes(t *testing.T) {
 	lt := s.report("acme/api", "2026-11-01", "2026-11-08").LeadTime
 	require.Equal(t, int64(1), lt.Changes)
 	require.Equal(t, hours(5), lt.MedianSeconds, "from c1's commit, the earliest commit S replaced")
-	require.Equal(t, hours(1), lt.DeployMedian, "the merge approves when no review did: merged 4, deployed 5")
+	require.Equal(t, hours(1), lt.DeployMedianSeconds, "the merge approves when no review did: merged 4, deployed 5")
 }
 
 // A squash merge of a branch pushed twice keeps the times of both pushes: GitHub's
@@ -259,8 +246,8 @@ func TestReviewAfterTheMergeIsTheApproval(t *testing.T) {
 	})
 	lt := s.report("acme/api", "2026-11-01", "2026-11-08").LeadTime
 	require.Equal(t, int64(1), lt.Changes)
-	require.Equal(t, hours(2), lt.ReviewMedian)
-	require.Equal(t, hours(3), lt.DeployMedian)
+	require.Equal(t, hours(2), lt.ReviewMedianSeconds)
+	require.Equal(t, hours(3), lt.DeployMedianSeconds)
 }
 
 // An event id names one event: a message reusing an id that is already written, whatever it

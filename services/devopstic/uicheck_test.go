@@ -105,9 +105,9 @@ func TestUICheck(t *testing.T) {
 
 	var report struct {
 		Errors, Sections, Organisation, Teams, Pipelines, Trends int
-		Missing                                              []string
-		Radius                                               string
-		Text                                                 string
+		Missing                                                  []string
+		Radius                                                   string
+		Text                                                     string
 	}
 	raw := b.eval(t, `JSON.stringify((() => {
 		const sections = [...document.querySelectorAll('section.row')];
