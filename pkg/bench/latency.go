@@ -7,8 +7,8 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"sync"
 	"strings"
+	"sync"
 	"time"
 )
 

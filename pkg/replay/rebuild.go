@@ -21,6 +21,8 @@ type RebuildSummary struct {
 	Read         int64 // rows of the events table, or stream messages, mapped
 	DeadLettered int64 // stream messages that went to dead_letters (--from-stream only)
 	CaughtUp     int   // events the writer wrote during the rebuild, added before the swap
+	Derived      int64 // keys (commits, deployment attempts, incidents) derived once all was read
+	Deriving     time.Duration
 	Before       map[string]int64
 	After        map[string]int64
 	Elapsed      time.Duration
@@ -83,6 +85,14 @@ func Rebuild(ctx context.Context, st *store.Store, js jetstream.JetStream, force
 		prog.show(uint64(sum.Read), total, sum.Read, true)
 	}
 
+	derivedAt := time.Now()
+	if sum.Derived, err = rb.Derive(ctx); err != nil {
+		return sum, fmt.Errorf("rebuild: %w (the live tables are unchanged)", err)
+	}
+	sum.Deriving = time.Since(derivedAt)
+	if opts.Progress != nil {
+		fmt.Fprintf(opts.Progress, "rebuild: derived %d commits, deployments and incidents in %s\n", sum.Derived, sum.Deriving.Round(time.Millisecond))
+	}
 	sum.CaughtUp, sum.Swap, err = rb.Swap(ctx, afterSeq, decodeRaw)
 	if err != nil {
 		return sum, err

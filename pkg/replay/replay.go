@@ -9,6 +9,7 @@
 package replay
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -88,12 +89,51 @@ func (r Range) Name() string {
 type Options struct {
 	// BatchSize is the most messages applied in one transaction.
 	BatchSize int
+	// DeriveEvery is how many messages a replay into the live tables applies between two
+	// derivations of what they touched (0: DefaultDeriveEvery). The derived figures lag the
+	// replay by at most that many messages; fewer derivations derive each change fewer times.
+	DeriveEvery int
 	// Checkpoint keeps the replay's progress in replay_checkpoints and resumes from it;
 	// Restart ignores a checkpoint left by an interrupted run.
 	Checkpoint, Restart bool
 	// Progress receives a progress line (nil: none); Terminal redraws it in place.
 	Progress io.Writer
 	Terminal bool
+
+	// derive is told of every batch applied (Stream sets it).
+	derive func(ctx context.Context, applied int) error
+}
+
+// deriver derives what a replay's deferred writes queued, every so many messages.
+type deriver struct {
+	store    *store.Store
+	every    int
+	pending  int // messages applied since the last derivation
+	progress io.Writer
+}
+
+// maybe counts applied messages and derives when every of them have been applied since the
+// last time.
+func (d *deriver) maybe(ctx context.Context, applied int) error {
+	d.pending += applied
+	if d.pending < d.every {
+		return nil
+	}
+	return d.now(ctx)
+}
+
+// now derives everything queued (also what an interrupted replay left queued).
+func (d *deriver) now(ctx context.Context) error {
+	began := time.Now()
+	n, err := d.store.DeriveQueued(ctx)
+	if err != nil {
+		return err
+	}
+	if d.progress != nil && n > 0 {
+		fmt.Fprintf(d.progress, "derived %d commits, deployments and incidents the replay touched in %s\n", n, time.Since(began).Round(time.Millisecond))
+	}
+	d.pending = 0
+	return nil
 }
 
 // Summary is what a replay did.
@@ -113,10 +153,35 @@ type Summary struct {
 // ErrInterrupted means the context ended before the replay finished; its checkpoint is saved.
 var ErrInterrupted = errors.New("replay interrupted")
 
+// DefaultDeriveEvery is Options.DeriveEvery's default.
+const DefaultDeriveEvery = 100_000
+
 // Stream applies the messages of rng through ap, in stream order, in batches: each batch in one
 // transaction, its poison or refused messages to dead_letters. The range ends at the stream's
 // last message when it starts (or at rng.To), so a replay finishes while events keep coming.
-func Stream(ctx context.Context, js jetstream.JetStream, ap *writer.Applier, rng Range, opts Options) (Summary, error) {
+//
+// Into the live tables (ap.Sink nil), batches defer derivation (store.Deferred), and the
+// replay derives what they touched every opts.DeriveEvery messages and when it ends, however
+// it ends: a change touched by many batches is derived once per round rather than once per
+// batch. Into another sink (a rebuild), deriving is the sink's business.
+func Stream(ctx context.Context, js jetstream.JetStream, ap *writer.Applier, rng Range, opts Options) (sum Summary, err error) {
+	if ap.Sink == nil {
+		deferred := *ap
+		deferred.Sink = ap.Store.Deferred()
+		ap = &deferred
+		d := &deriver{store: ap.Store, every: cmp.Or(opts.DeriveEvery, DefaultDeriveEvery), progress: opts.Progress}
+		opts.derive = d.maybe
+		defer func() {
+			// Derive what was applied even when interrupted: the base facts are written.
+			if derr := d.now(context.WithoutCancel(ctx)); derr != nil {
+				err = errors.Join(err, derr)
+			}
+		}()
+	}
+	return applyRange(ctx, js, ap, rng, opts)
+}
+
+func applyRange(ctx context.Context, js jetstream.JetStream, ap *writer.Applier, rng Range, opts Options) (Summary, error) {
 	began := time.Now()
 	sum := Summary{Name: rng.Name()}
 	str, err := js.Stream(ctx, stream.StreamName)
@@ -218,6 +283,11 @@ func Stream(ctx context.Context, js jetstream.JetStream, ap *writer.Applier, rng
 			sum.DeadLettered += dead
 			if err != nil {
 				return sum, err
+			}
+			if opts.derive != nil {
+				if err := opts.derive(ctx, len(msgs)); err != nil {
+					return sum, err
+				}
 			}
 			if opts.Checkpoint {
 				if err := saveCheckpoint(ctx, ap.Store, sum, nil); err != nil {

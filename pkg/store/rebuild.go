@@ -17,7 +17,8 @@ import (
 // a rebuild recomputes, in the order a rebuild refills them (a referenced table first). A table
 // that Write starts filling must be added here; a rebuild fails loudly until it is.
 var StreamTables = []string{"events", "changes", "deployments", "deployment_commits", "incidents", "pipelines", "pipeline_environments",
-	"push_commits", "change_links", "change_deployments", "lead_time_days"}
+	"push_commits", "change_links", "change_deployments", "lead_time_days",
+	"derive_queue_commits", "derive_queue_attempts", "derive_queue_incidents"}
 
 // rebuildSchema holds a rebuild's fresh tables until they are swapped in.
 const rebuildSchema = "devopstic_rebuild"
@@ -139,8 +140,9 @@ func (r *Rebuild) searchPath() string {
 	return `SET LOCAL search_path TO ` + ident(rebuildSchema) + `, ` + ident(r.live)
 }
 
-// Write writes sets into the rebuild's tables exactly as Store.Write writes them into the
-// live ones: the same statements, with the rebuild's schema searched first.
+// Write writes sets into the rebuild's tables exactly as Deferred.Write writes them into the
+// live ones: the same statements, with the rebuild's schema searched first. Derive derives
+// them before the swap.
 func (r *Rebuild) Write(ctx context.Context, sets []fact.Set) error {
 	if len(sets) == 0 {
 		return nil
@@ -149,12 +151,18 @@ func (r *Rebuild) Write(ctx context.Context, sets []fact.Set) error {
 		if _, err := tx.Exec(ctx, r.searchPath()); err != nil {
 			return err
 		}
-		return writeSets(ctx, tx, sets)
+		return writeSets(ctx, tx, sets, deriveLater)
 	})
 	if err != nil {
 		return fmt.Errorf("write %d events into the rebuild: %w", len(sets), err)
 	}
 	return nil
+}
+
+// Derive derives what Write queued in the rebuild's tables, as Store.DeriveQueued does in the
+// live ones. It returns how many keys it derived.
+func (r *Rebuild) Derive(ctx context.Context) (int64, error) {
+	return deriveQueued(ctx, r.s.pool, r.searchPath())
 }
 
 // Swap replaces the contents of the live tables with the rebuilt ones, in one transaction:
@@ -196,7 +204,7 @@ AND NOT EXISTS (SELECT 1 FROM `+ident(rebuildSchema, "events")+` n WHERE n.strea
 			if _, err := tx.Exec(ctx, r.searchPath()); err != nil {
 				return err
 			}
-			if err := writeSets(ctx, tx, sets); err != nil {
+			if err := writeSets(ctx, tx, sets, deriveNow); err != nil {
 				return fmt.Errorf("write events written during the rebuild: %w", err)
 			}
 			if _, err := tx.Exec(ctx, `SET LOCAL search_path TO `+ident(r.live)); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/devopstic/devopstic/pkg/fact"
 )
@@ -93,18 +94,97 @@ WHERE (i.pipeline_id, i.environment, i.opened_at, i.last_resolved_at, i.cause_de
      LEAST(i.cause_deployment_id COLLATE "C", EXCLUDED.cause_deployment_id),
      LEAST(i.cause_commit_id COLLATE "C", EXCLUDED.cause_commit_id))`
 
-// Write stores sets in one transaction: all of them or none. See writeSets.
+// Write stores sets in one transaction: all of them or none, with their derived facts. See
+// writeSets.
 func (s *Store) Write(ctx context.Context, sets []fact.Set) error {
+	return s.write(ctx, sets, deriveNow)
+}
+
+func (s *Store) write(ctx context.Context, sets []fact.Set, when derivation) error {
 	if len(sets) == 0 {
 		return nil
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		return writeSets(ctx, tx, sets)
+		return writeSets(ctx, tx, sets, when)
 	})
 	if err != nil {
 		return fmt.Errorf("write %d events: %w", len(sets), err)
 	}
 	return nil
+}
+
+// derivation says when a write derives the facts that depend on what it wrote.
+type derivation bool
+
+const (
+	// deriveNow derives them in the write's transaction (dora_derive): readers never see the
+	// base facts without them. The live writer writes this way.
+	deriveNow derivation = false
+	// deriveLater queues what the write touched (dora_defer) for DeriveQueued, which derives
+	// each key once however many writes touched it. Replay and rebuild write this way.
+	deriveLater derivation = true
+)
+
+// Deferred writes as Store.Write does, but leaves derivation to Store.DeriveQueued: until
+// then, readers see the new base facts with the derived facts as they were. It is what
+// replay writes through (pkg/replay), several times faster than Write over a long range.
+type Deferred struct{ s *Store }
+
+// Deferred returns the store's deferring writer.
+func (s *Store) Deferred() Deferred { return Deferred{s} }
+
+// Write stores sets in one transaction, queueing their derivation.
+func (d Deferred) Write(ctx context.Context, sets []fact.Set) error {
+	return d.s.write(ctx, sets, deriveLater)
+}
+
+// DeriveQueued derives what deferred writes queued, a few pipelines per transaction, until the
+// queue is empty. It returns how many keys (commits, deployment attempts, incidents) it
+// derived.
+func (s *Store) DeriveQueued(ctx context.Context) (int64, error) {
+	return deriveQueued(ctx, s.pool, "")
+}
+
+// deriveQueuedPipelines is how many pipelines' queues one transaction derives.
+const deriveQueuedPipelines = 32
+
+// deriveQueued drains the queue that searchPath (when not "") makes visible.
+func deriveQueued(ctx context.Context, pool *pgxpool.Pool, searchPath string) (int64, error) {
+	var total int64
+	for {
+		var pipelines []string
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if searchPath != "" {
+				if _, err := tx.Exec(ctx, searchPath); err != nil {
+					return err
+				}
+			}
+			rows, _ := tx.Query(ctx, `
+SELECT pipeline_id FROM derive_queue_commits
+UNION SELECT pipeline_id FROM derive_queue_attempts
+UNION SELECT pipeline_id FROM derive_queue_incidents
+ORDER BY 1 LIMIT $1`, deriveQueuedPipelines)
+			var err error
+			if pipelines, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil || len(pipelines) == 0 {
+				return err
+			}
+			if _, err := tx.Exec(ctx, lockPipelines, pipelines); err != nil {
+				return fmt.Errorf("lock pipelines: %w", err)
+			}
+			var n int64
+			if err := tx.QueryRow(ctx, `SELECT dora_derive_queued($1)`, pipelines).Scan(&n); err != nil {
+				return err
+			}
+			total += n
+			return nil
+		})
+		if err != nil {
+			return total, fmt.Errorf("derive the queued facts: %w", err)
+		}
+		if len(pipelines) == 0 {
+			return total, nil
+		}
+	}
 }
 
 // lockPipelines serializes the writers of each pipeline: derived facts depend on every fact of
@@ -120,9 +200,10 @@ ORDER BY n`
 // one event, so a message whose id is already written (a redelivery, a replay, a client
 // reusing its id) adds nothing, and of the copies a batch repeats the one with the lowest
 // stream sequence is kept. Then the facts of the events that were new, and the derived facts
-// of everything those touched (dora_derive, migrations/0009). Rows are written in key order so
-// that concurrent writers lock them in the same order.
-func writeSets(ctx context.Context, tx pgx.Tx, sets []fact.Set) error {
+// of everything those touched (dora_derive, migrations/0009), or, to derive later, the queue of
+// what they touched (dora_defer, migrations/0012). Rows are written in key order so that
+// concurrent writers lock them in the same order.
+func writeSets(ctx context.Context, tx pgx.Tx, sets []fact.Set, when derivation) error {
 	events := make([]fact.Event, len(sets))
 	for i, set := range sets {
 		events[i] = set.Event
@@ -162,7 +243,7 @@ func writeSets(ctx context.Context, tx pgx.Tx, sets []fact.Set) error {
 	if len(applied) == 0 {
 		return nil
 	}
-	return tx.SendBatch(ctx, queueFacts(applied)).Close()
+	return tx.SendBatch(ctx, queueFacts(applied, when)).Close()
 }
 
 // touchedPipelines are every pipeline sets name, in byte order.
@@ -196,9 +277,9 @@ func touchedPipelines(sets []fact.Set) []string {
 
 // queueFacts turns sets into statements, one per table, with the rows a batch repeats merged
 // first exactly as the upserts merge them (an ON CONFLICT statement may not touch a row twice),
-// and ends with dora_derive over every commit and incident the sets name. Each statement's
-// rows are in key order.
-func queueFacts(sets []fact.Set) *pgx.Batch {
+// and ends with dora_derive (or dora_defer) over every commit, attempt and incident the sets
+// name. Each statement's rows are in key order.
+func queueFacts(sets []fact.Set, when derivation) *pgx.Batch {
 	var (
 		deployments = map[[4]string]*fact.Deployment{}
 		incidents   = map[[2]string]*fact.Incident{}
@@ -272,9 +353,10 @@ func queueFacts(sets []fact.Set) *pgx.Batch {
 		commits = [][]string{{}, {}}
 	}
 	incidentKeys := sortedKeys(incidents)
+	incidentPipelines := make([]string, len(incidentKeys))
 	sources, ids := make([]string, len(incidentKeys)), make([]string, len(incidentKeys))
 	for i, k := range incidentKeys {
-		sources[i], ids[i] = k[0], k[1]
+		sources[i], ids[i], incidentPipelines[i] = k[0], k[1], incidents[k].PipelineID
 	}
 	type attempt struct {
 		Source      string `json:"s"`
@@ -286,7 +368,11 @@ func queueFacts(sets []fact.Set) *pgx.Batch {
 	for _, k := range sortedKeys(deployments) {
 		attempts = append(attempts, attempt{k[0], k[1], k[2], k[3]})
 	}
-	if len(commits[0]) > 0 || len(attempts) > 0 || len(ids) > 0 {
+	switch {
+	case len(commits[0]) == 0 && len(attempts) == 0 && len(ids) == 0:
+	case when == deriveLater:
+		b.Queue(`SELECT dora_defer($1, $2, $3, $4, $5, $6)`, commits[0], commits[1], attempts, incidentPipelines, sources, ids)
+	default:
 		b.Queue(`SELECT dora_derive($1, $2, $3, $4, $5)`, commits[0], commits[1], attempts, sources, ids)
 	}
 	return b

@@ -213,8 +213,8 @@ func (e *adminEnv) rebuild(ctx context.Context, args []string) error {
 	if sum.FromStream {
 		source = "the stream"
 	}
-	fmt.Fprintf(e.stdout, "rebuilt from %s: %d events mapped, %d dead-lettered, %d written meanwhile caught up; the swap held the writers %s; total %s\n",
-		source, sum.Read, sum.DeadLettered, sum.CaughtUp, sum.Swap.Round(time.Millisecond), sum.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(e.stdout, "rebuilt from %s: %d events mapped, %d dead-lettered, %d written meanwhile caught up; derived in %s; the swap held the writers %s; total %s\n",
+		source, sum.Read, sum.DeadLettered, sum.CaughtUp, sum.Deriving.Round(time.Millisecond), sum.Swap.Round(time.Millisecond), sum.Elapsed.Round(time.Millisecond))
 	for _, t := range store.StreamTables {
 		fmt.Fprintf(e.stdout, "  %-22s %10d rows (was %d)\n", t, sum.After[t], sum.Before[t])
 	}
