@@ -135,7 +135,7 @@ func TestDashboardsAreWellFormed(t *testing.T) {
 }
 
 // The dashboards hold no tier bound of their own: a key's tier comes from SQL, rated by
-// migration 0011's dora_*_tier functions against the dashboard's benchmark variable (the rows
+// migration 0013's dora_*_tier functions against the dashboard's benchmark variable (the rows
 // the API's ?benchmark= reads too; pkg/dora's TestSQLTiersAgreeWithGo holds the SQL and the Go
 // ratings to the same answers on every bound, and services/devopstic's dashboard test each
 // panel's tiers to the API's), and is coloured by its name. So: every dashboard showing tiers

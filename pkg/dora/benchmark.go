@@ -27,7 +27,7 @@ var rated = []string{Elite, High, Medium}
 // not a client's).
 var ErrBadBenchmark = errors.New("invalid DORA benchmark")
 
-// Benchmark is one set of DORA's tier bounds, from one report (migration 0011's rows), ready to
+// Benchmark is one set of DORA's tier bounds, from one report (migration 0013's rows), ready to
 // rate with.
 //
 // The rule (docs/metrics.md, "Benchmarks"): a metric is rated at the best tier whose bound it
@@ -145,7 +145,7 @@ type Benchmarks []Benchmark
 // NewBenchmarks makes the store's benchmarks ready to rate with. There must be at least one.
 func NewBenchmarks(list []store.Benchmark) (Benchmarks, error) {
 	if len(list) == 0 {
-		return nil, fmt.Errorf("%w: no benchmark at all (migration 0011 adds them)", ErrBadBenchmark)
+		return nil, fmt.Errorf("%w: no benchmark at all (migration 0013 adds them)", ErrBadBenchmark)
 	}
 	out := make(Benchmarks, 0, len(list))
 	for _, sb := range list {

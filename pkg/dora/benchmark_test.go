@@ -121,7 +121,7 @@ func TestNewBenchmarkRefusesBadRows(t *testing.T) {
 	require.ErrorIs(t, err, dora.ErrBadBenchmark)
 }
 
-// The dashboards rate in SQL (migration 0011's dora_*_tier functions) from the same rows the
+// The dashboards rate in SQL (migration 0013's dora_*_tier functions) from the same rows the
 // API rates from in Go: on every bound of every benchmark, at it and on either side, both give
 // the same tier. This replaces the check that the dashboards' colour thresholds were the Go
 // constants: the bounds are no longer in the dashboards at all.

@@ -4,7 +4,7 @@
 //
 // The figures themselves are computed in Postgres by the functions of
 // migrations/0002_dora.up.sql and its successors, which the Grafana dashboards call too; this
-// package only rates them and shapes them. The benchmarks are data too (migration 0011), read
+// package only rates them and shapes them. The benchmarks are data too (migration 0013), read
 // through pkg/store, so the dashboards rate with the same numbers. docs/metrics.md ("How the
 // metrics are computed", "Benchmarks") records the decisions DORA.md left open.
 package dora

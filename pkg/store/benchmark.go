@@ -7,7 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// DORA's benchmarks live in dora_benchmarks and dora_benchmark_tiers (migration 0011): data, so
+// DORA's benchmarks live in dora_benchmarks and dora_benchmark_tiers (migration 0013): data, so
 // that the API, the first page and the Grafana dashboards rate with the same numbers. pkg/dora
 // rates with them; the dashboards call the migration's dora_*_tier functions.
 
