@@ -13,8 +13,6 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/cog/plugins"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/stretchr/testify/require"
-
-	"github.com/devopstic/devopstic/pkg/dora"
 )
 
 const datasourceUID = "devopstic-postgres"
@@ -136,47 +134,140 @@ func TestDashboardsAreWellFormed(t *testing.T) {
 	}
 }
 
-// The tier colours of the dashboards are DORA 2023's thresholds, as pkg/dora rates them.
-func TestDashboardThresholdsAreTheTiers(t *testing.T) {
-	type steps struct {
-		Steps []struct {
-			Color string   `json:"color"`
-			Value *float64 `json:"value"`
-		} `json:"steps"`
+// The dashboards hold no tier bound of their own: a key's tier comes from SQL, rated by
+// migration 0013's dora_*_tier functions against the dashboard's benchmark variable (the rows
+// the API's ?benchmark= reads too; pkg/dora's TestSQLTiersAgreeWithGo holds the SQL and the Go
+// ratings to the same answers on every bound, and services/devopstic's dashboard test each
+// panel's tiers to the API's), and is coloured by its name. So: every dashboard showing tiers
+// has the variable, offering the benchmarks table newest first (the API's default first); every
+// tier column is coloured elite green, high yellow, medium orange, low red; every tier is rated
+// against $benchmark, never a benchmark written into the SQL; and no key is coloured by fixed
+// thresholds, which could only be one benchmark's.
+func TestDashboardTiersComeFromTheBenchmarkTable(t *testing.T) {
+	type override struct {
+		Matcher struct {
+			Options string `json:"options"`
+		} `json:"matcher"`
+		Properties []struct {
+			ID    string          `json:"id"`
+			Value json.RawMessage `json:"value"`
+		} `json:"properties"`
 	}
-	want := map[string][]float64{
-		"Deployment frequency":  {1.0 / 30, 1.0 / 7, 1},
-		"Lead time for changes": {dora.LeadTimeEliteBelow.Seconds(), dora.LeadTimeHighBelow.Seconds(), dora.LeadTimeMediumBelow.Seconds()},
-		"Time to restore":       {dora.RestoreEliteBelow.Seconds(), dora.RestoreHighBelow.Seconds(), dora.RestoreMediumBelow.Seconds()},
-		// "at most 5%": on rates rounded to 4 decimals, the next value up starts the next tier
-		"Change failure rate": {dora.FailureEliteAtMost + 0.0001, dora.FailureHighAtMost + 0.0001, dora.FailureMediumAtMost + 0.0001},
+	type fieldConfig struct {
+		Defaults struct {
+			Thresholds *struct {
+				Steps []struct {
+					Value *float64 `json:"value"`
+				} `json:"steps"`
+			} `json:"thresholds"`
+		} `json:"defaults"`
+		Overrides []override `json:"overrides"`
 	}
-	raw := dashboards(t)["dashboards/dora-overview.json"]
-	var b board
+	wantColours := map[string]string{"elite": "green", "high": "yellow", "medium": "orange", "low": "red"}
+	tierColumn := regexp.MustCompile(`dora_(deployment_frequency|lead_time|recovery_time|change_failure_rate)_tier\(([^,]+),.*?\) AS (?:"([^"]+)"|(\w+))`)
+	keys := regexp.MustCompile(`(?i)deployment frequency|lead time|recovery time|change failure rate|deployments per day`)
+	// What each dashboard must rate: tiers per panel title (the four keys that have tiers).
+	want := map[string]map[string]int{
+		"dashboards/dora-overview.json": {"Deployment frequency": 1, "Lead time for changes": 1,
+			"Failed deployment recovery time": 1, "Change failure rate": 1},
+		"dashboards/pipelines-comparison.json": {"Organisation and teams": 4, "Pipelines": 4},
+	}
+	for name, raw := range dashboards(t) {
+		var b board
+		require.NoError(t, json.Unmarshal(raw, &b), name)
+		var variable *struct {
+			Name       string `json:"name"`
+			Type       string `json:"type"`
+			Query      any    `json:"query"`
+			Datasource *ref   `json:"datasource"`
+		}
+		for i, v := range b.Templating.List {
+			if v.Name == "benchmark" {
+				variable = &b.Templating.List[i]
+			}
+		}
+		require.NotNil(t, variable, "%s has a benchmark variable", name)
+		require.Equal(t, "query", variable.Type, name)
+		require.Equal(t, "SELECT label AS __text, benchmark AS __value FROM dora_benchmarks ORDER BY report_year DESC", variable.Query, name)
+		var current struct {
+			Current struct {
+				Text, Value string
+			} `json:"current"`
+		}
+		require.NoError(t, json.Unmarshal(variableJSON(t, raw, "benchmark"), &current))
+		require.Equal(t, "2024", current.Current.Value, "%s: the default is the newest benchmark, as the API's", name)
+		require.Equal(t, "DORA 2024", current.Current.Text, name)
+
+		rated := map[string]int{}
+		for _, p := range flatten(b.Panels) {
+			if p.Type == "row" {
+				continue
+			}
+			var fc fieldConfig
+			require.NoError(t, json.Unmarshal(p.Field, &fc), "%s: %s", name, p.Title)
+			coloured := map[string]bool{}
+			for _, o := range fc.Overrides {
+				for _, prop := range o.Properties {
+					if prop.ID == "thresholds" {
+						require.NotRegexp(t, keys, o.Matcher.Options, "%s: %s colours %q by fixed thresholds", name, p.Title, o.Matcher.Options)
+					}
+					if prop.ID != "mappings" {
+						continue
+					}
+					var mappings []struct {
+						Type    string `json:"type"`
+						Options map[string]struct {
+							Color string `json:"color"`
+						} `json:"options"`
+					}
+					require.NoError(t, json.Unmarshal(prop.Value, &mappings))
+					require.Len(t, mappings, 1, "%s: %s", name, p.Title)
+					got := map[string]string{}
+					for tier, m := range mappings[0].Options {
+						got[tier] = m.Color
+					}
+					require.Equal(t, wantColours, got, "%s: %s's %q", name, p.Title, o.Matcher.Options)
+					coloured[o.Matcher.Options] = true
+				}
+			}
+			for _, tg := range p.Targets {
+				for _, m := range tierColumn.FindAllStringSubmatch(tg.RawSQL, -1) {
+					require.Equal(t, "'$benchmark'", strings.TrimSpace(m[2]), "%s: %s rates %s against %s", name, p.Title, m[1], m[2])
+					column := m[3] + m[4]
+					require.True(t, coloured[column], "%s: %s's column %q is coloured by tier", name, p.Title, column)
+					rated[p.Title]++
+				}
+				require.NotRegexp(t, `'20\d\d'`, tg.RawSQL, "%s: %s names a benchmark itself", name, p.Title)
+			}
+			if rated[p.Title] > 0 && fc.Defaults.Thresholds != nil {
+				require.LessOrEqual(t, len(fc.Defaults.Thresholds.Steps), 1, "%s: %s keeps fixed tier thresholds", name, p.Title)
+			}
+			if p.Type == "timeseries" && fc.Defaults.Thresholds != nil {
+				require.LessOrEqual(t, len(fc.Defaults.Thresholds.Steps), 1, "%s: %s draws one benchmark's bounds", name, p.Title)
+			}
+		}
+		require.Equal(t, want[name], rated, name)
+	}
+}
+
+// variableJSON is the raw JSON of the dashboard's variable name.
+func variableJSON(t *testing.T, raw []byte, name string) []byte {
+	t.Helper()
+	var b struct {
+		Templating struct {
+			List []json.RawMessage `json:"list"`
+		} `json:"templating"`
+	}
 	require.NoError(t, json.Unmarshal(raw, &b))
-	found := 0
-	for _, p := range flatten(b.Panels) {
-		w, ok := want[p.Title]
-		if !ok || p.Type != "stat" {
-			continue
-		}
-		found++
-		var fc struct {
-			Defaults struct {
-				Thresholds steps `json:"thresholds"`
-			} `json:"defaults"`
-		}
-		require.NoError(t, json.Unmarshal(p.Field, &fc))
-		var got []float64
-		for _, s := range fc.Defaults.Thresholds.Steps[1:] {
-			got = append(got, *s.Value)
-		}
-		require.Len(t, got, len(w), p.Title)
-		for i := range w {
-			require.InDelta(t, w[i], got[i], 0.0001, "%s step %d", p.Title, i+1)
+	for _, v := range b.Templating.List {
+		var head struct{ Name string }
+		require.NoError(t, json.Unmarshal(v, &head))
+		if head.Name == name {
+			return v
 		}
 	}
-	require.Equal(t, len(want), found, "every key has its stat panel")
+	t.Fatalf("no variable %s", name)
+	return nil
 }
 
 func TestProvisioningPointsAtTheDashboardsAndTheDatasource(t *testing.T) {

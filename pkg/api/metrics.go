@@ -11,13 +11,18 @@ import (
 	"github.com/devopstic/devopstic/pkg/store"
 )
 
-// getDORA answers the four keys and rework rate for a pipeline, environment and window.
+// getDORA answers DORA's five metrics for a pipeline, environment and window, rated
+// against the benchmark asked for (the newest by default).
 func (s *server) getDORA(c *fiber.Ctx) error {
 	values, err := url.ParseQuery(string(c.Request().URI().QueryString()))
 	if err != nil {
 		return fail(c, fmt.Errorf("%w: query string: %w", errBadParameter, err))
 	}
 	q, err := dora.ParseQuery(values, s.deps.Now())
+	if err != nil {
+		return fail(c, err)
+	}
+	benchmark, err := s.benchmark(c, q.Benchmark)
 	if err != nil {
 		return fail(c, err)
 	}
@@ -28,11 +33,26 @@ func (s *server) getDORA(c *fiber.Ctx) error {
 	if err != nil {
 		return fail(c, err)
 	}
-	report, err := dora.NewReport(q, m)
+	report, err := dora.NewReport(q, m, benchmark)
 	if err != nil {
 		return fail(c, err)
 	}
 	return c.JSON(report)
+}
+
+// benchmark is the benchmark named (the default for ""), read from the database on every
+// request: it is a small table, and a migration that adds a benchmark is then seen at once, by
+// every version still running, without a restart.
+func (s *server) benchmark(c *fiber.Ctx, name string) (dora.Benchmark, error) {
+	list, err := s.deps.Store.Benchmarks(c.UserContext())
+	if err != nil {
+		return dora.Benchmark{}, err
+	}
+	benchmarks, err := dora.NewBenchmarks(list)
+	if err != nil {
+		return dora.Benchmark{}, err
+	}
+	return benchmarks.Get(name)
 }
 
 func (s *server) getTeams(c *fiber.Ctx) error {

@@ -1,10 +1,12 @@
 // Package dora is the DORA metrics' read side: the question a client asks (Query), the tiers
-// ("DORA 2023") and the answer of GET /api/v1/metrics/dora (Report).
+// (Benchmark: DORA's published tier bounds of one report year) and the answer of GET
+// /api/v1/metrics/dora (Report).
 //
 // The figures themselves are computed in Postgres by the functions of
-// migrations/0002_dora.up.sql, which the Grafana dashboards call too; this package only rates
-// them and shapes them. docs/metrics.md ("How the metrics are computed") records the decisions
-// DORA.md left open.
+// migrations/0002_dora.up.sql and its successors, which the Grafana dashboards call too; this
+// package only rates them and shapes them. The benchmarks are data too (migration 0013), read
+// through pkg/store, so the dashboards rate with the same numbers. docs/metrics.md ("How the
+// metrics are computed", "Benchmarks") records the decisions DORA.md left open.
 package dora
 
 import (
@@ -18,17 +20,6 @@ import (
 	"github.com/devopstic/devopstic/pkg/store"
 )
 
-// TierSource names the benchmark the tiers come from.
-const TierSource = "DORA 2023"
-
-// Tiers, best first.
-const (
-	Elite  = "elite"
-	High   = "high"
-	Medium = "medium"
-	Low    = "low"
-)
-
 // Defaults of a Query.
 const (
 	DefaultEnvironment = "production"
@@ -36,79 +27,6 @@ const (
 	// MaxBuckets bounds a series: ten years of days.
 	MaxBuckets = 3660
 )
-
-const day = 24 * time.Hour
-
-// Tier thresholds (DORA 2023). The Grafana dashboards colour their stat panels with the same
-// numbers; a test checks that they agree.
-const (
-	LeadTimeEliteBelow  = day
-	LeadTimeHighBelow   = 7 * day
-	LeadTimeMediumBelow = 30 * day
-
-	RestoreEliteBelow  = time.Hour
-	RestoreHighBelow   = day
-	RestoreMediumBelow = 7 * day
-
-	FailureEliteAtMost  = 0.05
-	FailureHighAtMost   = 0.10
-	FailureMediumAtMost = 0.15
-)
-
-// DeploymentFrequencyTier rates deployments over a window of days: elite at one a day or more,
-// high at one a week, medium at one in 30 days.
-func DeploymentFrequencyTier(deployments int64, days float64) string {
-	perDay := float64(deployments) / days
-	switch {
-	case perDay >= 1:
-		return Elite
-	case perDay*7 >= 1:
-		return High
-	case perDay*30 >= 1:
-		return Medium
-	default:
-		return Low
-	}
-}
-
-// DurationTier rates a median duration in seconds, exact (not rounded: a median of 86,399.5 s
-// is under a day), against three upper bounds; nil has no tier.
-func DurationTier(seconds *float64, elite, high, medium time.Duration) *string {
-	if seconds == nil {
-		return nil
-	}
-	d := *seconds
-	switch {
-	case d < elite.Seconds():
-		return tier(Elite)
-	case d < high.Seconds():
-		return tier(High)
-	case d < medium.Seconds():
-		return tier(Medium)
-	default:
-		return tier(Low)
-	}
-}
-
-// ChangeFailureTier rates failed out of attempts, exactly (no rounding): 5%, 10%, 15%.
-// No attempts, no tier.
-func ChangeFailureTier(failed, attempts int64) *string {
-	if attempts == 0 {
-		return nil
-	}
-	switch {
-	case failed*100 <= 5*attempts:
-		return tier(Elite)
-	case failed*100 <= 10*attempts:
-		return tier(High)
-	case failed*100 <= 15*attempts:
-		return tier(Medium)
-	default:
-		return tier(Low)
-	}
-}
-
-func tier(s string) *string { return &s }
 
 // Query is one question to the metrics API: the figures of the union of Pipelines and the
 // pipelines of Teams (all pipelines when both are empty).
@@ -118,6 +36,8 @@ type Query struct {
 	Environment string
 	From, To    time.Time
 	Interval    string // all, day, week, month
+	// Benchmark names the tiers' benchmark ("2024"); "" is the default (Benchmarks.Get).
+	Benchmark string
 }
 
 // ErrBadParameter wraps every problem with a query's parameters.
@@ -127,11 +47,13 @@ var ErrBadParameter = errors.New("invalid parameter")
 const MaxSelection = 1000
 
 // ParseQuery reads the API's parameters; now fills in a missing `to`. pipeline_id and team may
-// each be given several times (blank values are ignored).
+// each be given several times (blank values are ignored). benchmark is only read here: which
+// benchmarks exist is data, and Benchmarks.Get refuses one that does not.
 func ParseQuery(v url.Values, now time.Time) (Query, error) {
 	q := Query{
 		Environment: strings.TrimSpace(v.Get("environment")),
 		Interval:    v.Get("interval"),
+		Benchmark:   strings.TrimSpace(v.Get("benchmark")),
 	}
 	var err error
 	if q.Pipelines, err = selection(v, "pipeline_id"); err != nil {

@@ -76,6 +76,11 @@ func TestParseQuery(t *testing.T) {
 				To: time.Date(2030, 1, 8, 0, 0, 0, 0, time.UTC), Interval: "day"},
 		},
 		{
+			name:   "a benchmark, spaces trimmed: which exist is Benchmarks.Get's question",
+			params: "benchmark=+2023+",
+			want:   dora.Query{Environment: "production", From: to.AddDate(0, 0, -90), To: to, Interval: "all", Benchmark: "2023"},
+		},
+		{
 			name:   "any window is one bucket with all",
 			params: "from=1000-01-01",
 			want:   dora.Query{Environment: "production", From: time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC), To: to, Interval: "all"},

@@ -7,7 +7,9 @@ import (
 	"github.com/devopstic/devopstic/pkg/store"
 )
 
-// Report is the answer of GET /api/v1/metrics/dora, as DORA.md shows it.
+// Report is the answer of GET /api/v1/metrics/dora, as DORA.md shows it, with DORA's current
+// names: the keys in DORA's order since 2024, throughput (deployment frequency, lead time for
+// changes, failed deployment recovery time) then instability (change failure rate, rework rate).
 type Report struct {
 	// PipelineID is the pipeline when the query named exactly one and no team; else null.
 	PipelineID *string `json:"pipeline_id"`
@@ -20,14 +22,21 @@ type Report struct {
 	From        time.Time `json:"from"`
 	To          time.Time `json:"to"`
 	Interval    string    `json:"interval"`
-	TierSource  string    `json:"tier_source"`
+	// TierSource names the benchmark the tiers come from (its Label: "DORA 2024").
+	TierSource string `json:"tier_source"`
 
-	DeploymentFrequency DeploymentFrequency `json:"deployment_frequency"`
-	LeadTime            LeadTime            `json:"lead_time_for_changes"`
-	ChangeFailureRate   ChangeFailureRate   `json:"change_failure_rate"`
-	TimeToRestore       TimeToRestore       `json:"time_to_restore"`
-	ReworkRate          ReworkRate          `json:"rework_rate"`
-	Series              []Bucket            `json:"series,omitempty"`
+	DeploymentFrequency          DeploymentFrequency          `json:"deployment_frequency"`
+	LeadTime                     LeadTime                     `json:"lead_time_for_changes"`
+	FailedDeploymentRecoveryTime FailedDeploymentRecoveryTime `json:"failed_deployment_recovery_time"`
+	ChangeFailureRate            ChangeFailureRate            `json:"change_failure_rate"`
+	ReworkRate                   ReworkRate                   `json:"rework_rate"`
+	// TimeToRestore is FailedDeploymentRecoveryTime under the name DORA used until 2023, the
+	// same figures.
+	//
+	// Deprecated: kept one release for clients to move (docs/api.md, "Deprecated fields");
+	// removed in DevOpstic 0.3.0.
+	TimeToRestore FailedDeploymentRecoveryTime `json:"time_to_restore"`
+	Series        []Bucket                     `json:"series,omitempty"`
 }
 
 // DeploymentFrequency counts successful deployments.
@@ -57,8 +66,9 @@ type ChangeFailureRate struct {
 	Tier        *string  `json:"tier"`
 }
 
-// TimeToRestore is how long resolved incidents lasted, in seconds.
-type TimeToRestore struct {
+// FailedDeploymentRecoveryTime is how long resolved incidents lasted, in seconds: DORA's
+// failed deployment recovery time, called time to restore until 2023.
+type FailedDeploymentRecoveryTime struct {
 	Incidents     int64   `json:"incidents"`
 	OpenIncidents int64   `json:"open_incidents"`
 	MedianSeconds *int64  `json:"median_seconds"`
@@ -77,23 +87,22 @@ type ReworkRate struct {
 // Bucket is one step of a series. Deployments and Failed are change-failure-rate counts:
 // every attempt, and the failed ones (docs/metrics.md, "How the metrics are computed").
 type Bucket struct {
-	Start                      time.Time `json:"start"`
-	Deployments                int64     `json:"deployments"`
-	Failed                     int64     `json:"failed"`
-	ChangeFailureRate          *float64  `json:"change_failure_rate"`
-	LeadTimeMedianSeconds      *int64    `json:"lead_time_median_seconds"`
-	TimeToRestoreMedianSeconds *int64    `json:"time_to_restore_median_seconds"`
+	Start                                     time.Time `json:"start"`
+	Deployments                               int64     `json:"deployments"`
+	Failed                                    int64     `json:"failed"`
+	ChangeFailureRate                         *float64  `json:"change_failure_rate"`
+	LeadTimeMedianSeconds                     *int64    `json:"lead_time_median_seconds"`
+	FailedDeploymentRecoveryTimeMedianSeconds *int64    `json:"failed_deployment_recovery_time_median_seconds"`
+	// TimeToRestoreMedianSeconds is FailedDeploymentRecoveryTimeMedianSeconds under its old name.
+	//
+	// Deprecated: removed in DevOpstic 0.3.0, with Report.TimeToRestore.
+	TimeToRestoreMedianSeconds *int64 `json:"time_to_restore_median_seconds"`
 }
 
-// days is the length of [from, to) in days. Not to.Sub(from): a time.Duration holds 292 years
-// at most, and a longer window (from=1000-01-01) would be rated on a third of its length.
-func days(from, to time.Time) float64 {
-	seconds := float64(to.Unix()-from.Unix()) + float64(to.Nanosecond()-from.Nanosecond())/1e9
-	return seconds / (24 * 60 * 60)
-}
-
-// NewReport rates and shapes what the store computed for q.
-func NewReport(q Query, m store.Metrics) (Report, error) {
+// NewReport rates what the store computed for q against b, and shapes it. b is the benchmark
+// q names (Benchmarks.Get(q.Benchmark)): the caller resolves it, so that an unknown name is
+// refused before the metrics are computed.
+func NewReport(q Query, m store.Metrics, b Benchmark) (Report, error) {
 	n := len(m.Deployments)
 	if n == 0 || len(m.LeadTime) != n || len(m.Restore) != n {
 		return Report{}, fmt.Errorf("metrics rows do not line up: %d deployments, %d lead time, %d restore", n, len(m.LeadTime), len(m.Restore))
@@ -104,12 +113,12 @@ func NewReport(q Query, m store.Metrics) (Report, error) {
 		From:        q.From,
 		To:          q.To,
 		Interval:    q.Interval,
-		TierSource:  TierSource,
+		TierSource:  b.Label,
 		DeploymentFrequency: DeploymentFrequency{
 			Deployments: d.Deployments,
 			PerDay:      d.PerDay,
 			PerWeek:     d.PerWeek,
-			Tier:        DeploymentFrequencyTier(d.Deployments, days(q.From, q.To)),
+			Tier:        b.DeploymentFrequencyTier(d.Deployments, q.From, q.To),
 		},
 		LeadTime: LeadTime{
 			Changes:             lt.Changes,
@@ -118,24 +127,25 @@ func NewReport(q Query, m store.Metrics) (Report, error) {
 			MeanSeconds:         lt.Mean,
 			ReviewMedianSeconds: lt.ReviewMedian,
 			DeployMedianSeconds: lt.DeployMedian,
-			Tier:                DurationTier(lt.MedianExact, LeadTimeEliteBelow, LeadTimeHighBelow, LeadTimeMediumBelow),
+			Tier:                b.LeadTimeTier(lt.MedianExact),
 		},
 		ChangeFailureRate: ChangeFailureRate{
 			Deployments: d.Attempts,
 			Failed:      d.Failed,
 			Rate:        d.ChangeFailureRate,
-			Tier:        ChangeFailureTier(d.Failed, d.Attempts),
+			Tier:        b.ChangeFailureRateTier(d.Failed, d.Attempts),
 		},
-		TimeToRestore: TimeToRestore{
+		FailedDeploymentRecoveryTime: FailedDeploymentRecoveryTime{
 			Incidents:     tr.Incidents,
 			OpenIncidents: m.OpenIncidents,
 			MedianSeconds: tr.Median,
 			P90Seconds:    tr.P90,
 			MeanSeconds:   tr.Mean,
-			Tier:          DurationTier(tr.MedianExact, RestoreEliteBelow, RestoreHighBelow, RestoreMediumBelow),
+			Tier:          b.RecoveryTimeTier(tr.MedianExact),
 		},
 		ReworkRate: ReworkRate{Deployments: d.Deployments, Rework: d.Rework, Rate: d.ReworkRate},
 	}
+	r.TimeToRestore = r.FailedDeploymentRecoveryTime
 	switch {
 	case len(q.Teams) == 0 && len(q.Pipelines) == 1:
 		r.PipelineID = &q.Pipelines[0]
@@ -157,12 +167,13 @@ func NewReport(q Query, m store.Metrics) (Report, error) {
 			return Report{}, fmt.Errorf("metrics bucket %d does not line up", i)
 		}
 		r.Series = append(r.Series, Bucket{
-			Start:                      d.Start.UTC(),
-			Deployments:                d.Attempts,
-			Failed:                     d.Failed,
-			ChangeFailureRate:          d.ChangeFailureRate,
-			LeadTimeMedianSeconds:      lt.Median,
-			TimeToRestoreMedianSeconds: tr.Median,
+			Start:                 d.Start.UTC(),
+			Deployments:           d.Attempts,
+			Failed:                d.Failed,
+			ChangeFailureRate:     d.ChangeFailureRate,
+			LeadTimeMedianSeconds: lt.Median,
+			FailedDeploymentRecoveryTimeMedianSeconds: tr.Median,
+			TimeToRestoreMedianSeconds:                tr.Median,
 		})
 	}
 	return r, nil

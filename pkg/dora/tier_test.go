@@ -1,6 +1,8 @@
 package dora_test
 
 import (
+	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -8,16 +10,31 @@ import (
 
 	"github.com/devopstic/devopstic/pkg/dora"
 	"github.com/devopstic/devopstic/pkg/store"
+	"github.com/devopstic/devopstic/pkg/testenv"
 )
 
-// The tables below are DORA.md's tiers table ("DORA 2023"), each edge on both sides, written
-// from the page and not from the code: where they disagree, the page decides.
+// The tables below are docs/metrics.md's benchmark tables, each bound on both sides, written from
+// DORA.md and the reports and not from the code or the migration: where they disagree, the
+// documents decide. The rule: the best tier whose bound a value meets; low when it meets none.
 //
-// | tier   | deployment frequency | lead time (median) | change failure rate | time to restore (median) |
-// | elite  | per_day ≥ 1          | < 1 day            | ≤ 5%                | < 1 hour                 |
-// | high   | per_week ≥ 1         | < 1 week           | ≤ 10%               | < 1 day                  |
-// | medium | ≥ 1 per 30 days      | < 30 days          | ≤ 15%               | < 1 week                 |
-// | low    | less                 | 30 days or more    | more                | 1 week or more           |
+// DORA 2023 (DORA.md's tiers table, benchmark=2023):
+//
+// | tier   | deployment frequency | lead time (median) | change failure rate | recovery time (median) |
+// | elite  | per_day ≥ 1          | < 1 day            | ≤ 5%                | < 1 hour               |
+// | high   | per_week ≥ 1         | < 1 week           | ≤ 10%               | < 1 day                |
+// | medium | ≥ 1 per 30 days      | < 30 days          | ≤ 15%               | < 1 week               |
+// | low    | less                 | 30 days or more    | more                | 1 week or more         |
+//
+// DORA 2024 (the 2024 report's performance levels, benchmark=2024, the default):
+//
+// | tier   | deployment frequency | lead time (median) | change failure rate | recovery time (median) |
+// | elite  | per_day ≥ 1          | < 1 day            | ≤ 5%                | < 1 hour               |
+// | high   | per_week ≥ 1         | < 1 week           | ≤ 20%               | < 1 day                |
+// | medium | ≥ 1 per 30 days      | < 30 days          | ≤ 10%               | < 1 day                |
+// | low    | the rest             | the rest           | the rest            | the rest               |
+//
+// In 2024 medium's change failure rate and recovery time bounds are no looser than high's: a
+// value that meets them meets high's, and is rated high.
 
 const (
 	day  = 24 * time.Hour
@@ -27,20 +44,60 @@ const (
 // end is the end of every window here; a window is [end − its length, end).
 var end = time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
 
-// rate is the report of one window's figures ("interval": "all").
-func rate(t *testing.T, window time.Duration, d store.DeploymentStats, lt store.LeadTimeStats, tr store.RestoreStats) dora.Report {
-	t.Helper()
-	return rateWindow(t, end.Add(-window), end, d, lt, tr)
+// The benchmarks as the migration keeps them, read once per test binary from a migrated
+// database of its own.
+var fixture struct {
+	once       sync.Once
+	url        string
+	stored     []store.Benchmark
+	benchmarks dora.Benchmarks
+	err        error
 }
 
-func rateWindow(t *testing.T, from, to time.Time, d store.DeploymentStats, lt store.LeadTimeStats, tr store.RestoreStats) dora.Report {
+func loadFixture(t testing.TB) {
 	t.Helper()
-	q := dora.Query{Environment: dora.DefaultEnvironment, From: from, To: to, Interval: "all"}
+	fixture.once.Do(func() {
+		fixture.url = testenv.ProcessPostgres(t)
+		st, err := store.Open(context.Background(), fixture.url, 2)
+		if err != nil {
+			fixture.err = err
+			return
+		}
+		defer st.Close()
+		if fixture.stored, fixture.err = st.Benchmarks(context.Background()); fixture.err != nil {
+			return
+		}
+		fixture.benchmarks, fixture.err = dora.NewBenchmarks(fixture.stored)
+	})
+	require.NoError(t, fixture.err)
+}
+
+// benchmark is the migration's benchmark named (the default for "").
+func benchmark(t testing.TB, name string) dora.Benchmark {
+	t.Helper()
+	loadFixture(t)
+	b, err := fixture.benchmarks.Get(name)
+	require.NoError(t, err)
+	return b
+}
+
+// sets are the benchmarks every tier test runs against.
+var sets = []string{"2023", "2024"}
+
+// rate is the report of one window's figures ("interval": "all") against a benchmark.
+func rate(t *testing.T, set string, window time.Duration, d store.DeploymentStats, lt store.LeadTimeStats, tr store.RestoreStats) dora.Report {
+	t.Helper()
+	return rateWindow(t, set, end.Add(-window), end, d, lt, tr)
+}
+
+func rateWindow(t *testing.T, set string, from, to time.Time, d store.DeploymentStats, lt store.LeadTimeStats, tr store.RestoreStats) dora.Report {
+	t.Helper()
+	q := dora.Query{Environment: dora.DefaultEnvironment, From: from, To: to, Interval: "all", Benchmark: set}
 	r, err := dora.NewReport(q, store.Metrics{
 		Deployments: []store.DeploymentStats{d},
 		LeadTime:    []store.LeadTimeStats{lt},
 		Restore:     []store.RestoreStats{tr},
-	})
+	}, benchmark(t, set))
 	require.NoError(t, err)
 	return r
 }
@@ -58,6 +115,7 @@ func tierName(tier *string) string {
 	return *tier
 }
 
+// Deployment frequency has the same bounds in both sets.
 func TestDeploymentFrequencyTier(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -90,13 +148,15 @@ func TestDeploymentFrequencyTier(t *testing.T) {
 		{"none", 0, 90 * day, dora.Low},
 		{"none in a day", 0, day, dora.Low},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			r := rate(t, tt.window, store.DeploymentStats{Deployments: tt.deployments}, store.LeadTimeStats{}, store.RestoreStats{})
-			require.Equal(t, tt.want, r.DeploymentFrequency.Tier)
-			require.Equal(t, tt.want, dora.DeploymentFrequencyTier(tt.deployments, tt.window.Hours()/24))
-		})
+	for _, set := range sets {
+		for _, tt := range tests {
+			t.Run(set+"/"+tt.name, func(t *testing.T) {
+				t.Parallel()
+				r := rate(t, set, tt.window, store.DeploymentStats{Deployments: tt.deployments}, store.LeadTimeStats{}, store.RestoreStats{})
+				require.Equal(t, tt.want, r.DeploymentFrequency.Tier)
+				require.Equal(t, tt.want, benchmark(t, set).DeploymentFrequencyTier(tt.deployments, end.Add(-tt.window), end))
+			})
+		}
 	}
 }
 
@@ -104,24 +164,26 @@ func TestDeploymentFrequencyTier(t *testing.T) {
 // 7n days one a week, n in 30n days one in 30 days; one fewer is the tier below.
 func TestDeploymentFrequencyTierExactEdges(t *testing.T) {
 	t.Parallel()
-	for n := int64(1); n <= 3660; n++ {
-		for _, edge := range []struct {
-			days      int64
-			at, below string
-		}{
-			{n, dora.Elite, dora.High},
-			{7 * n, dora.High, dora.Medium},
-			{30 * n, dora.Medium, dora.Low},
-		} {
-			from := end.AddDate(0, 0, -int(edge.days))
-			at := rateWindow(t, from, end, store.DeploymentStats{Deployments: n}, store.LeadTimeStats{}, store.RestoreStats{})
-			require.Equal(t, edge.at, at.DeploymentFrequency.Tier, "%d deployments in %d days", n, edge.days)
-			want := edge.below
-			if n == 1 {
-				want = dora.Low // none at all
+	for _, set := range sets {
+		for n := int64(1); n <= 3660; n++ {
+			for _, edge := range []struct {
+				days      int64
+				at, below string
+			}{
+				{n, dora.Elite, dora.High},
+				{7 * n, dora.High, dora.Medium},
+				{30 * n, dora.Medium, dora.Low},
+			} {
+				from := end.AddDate(0, 0, -int(edge.days))
+				at := rateWindow(t, set, from, end, store.DeploymentStats{Deployments: n}, store.LeadTimeStats{}, store.RestoreStats{})
+				require.Equal(t, edge.at, at.DeploymentFrequency.Tier, "%s: %d deployments in %d days", set, n, edge.days)
+				want := edge.below
+				if n == 1 {
+					want = dora.Low // none at all
+				}
+				below := rateWindow(t, set, from, end, store.DeploymentStats{Deployments: n - 1}, store.LeadTimeStats{}, store.RestoreStats{})
+				require.Equal(t, want, below.DeploymentFrequency.Tier, "%s: %d deployments in %d days", set, n-1, edge.days)
 			}
-			below := rateWindow(t, from, end, store.DeploymentStats{Deployments: n - 1}, store.LeadTimeStats{}, store.RestoreStats{})
-			require.Equal(t, want, below.DeploymentFrequency.Tier, "%d deployments in %d days", n-1, edge.days)
 		}
 	}
 }
@@ -136,12 +198,26 @@ func TestDeploymentFrequencyTierLongWindow(t *testing.T) {
 	realDays := (end.Unix() - from.Unix()) / 86400
 	require.Greater(t, realDays, 3*days)
 
-	below := rateWindow(t, from, end, store.DeploymentStats{Deployments: realDays - 1}, store.LeadTimeStats{}, store.RestoreStats{})
-	require.Equal(t, dora.High, below.DeploymentFrequency.Tier, "just under one a day")
-	at := rateWindow(t, from, end, store.DeploymentStats{Deployments: realDays}, store.LeadTimeStats{}, store.RestoreStats{})
-	require.Equal(t, dora.Elite, at.DeploymentFrequency.Tier, "one a day exactly")
+	for _, set := range sets {
+		below := rateWindow(t, set, from, end, store.DeploymentStats{Deployments: realDays - 1}, store.LeadTimeStats{}, store.RestoreStats{})
+		require.Equal(t, dora.High, below.DeploymentFrequency.Tier, "%s: just under one a day", set)
+		at := rateWindow(t, set, from, end, store.DeploymentStats{Deployments: realDays}, store.LeadTimeStats{}, store.RestoreStats{})
+		require.Equal(t, dora.Elite, at.DeploymentFrequency.Tier, "%s: one a day exactly", set)
+	}
 }
 
+// A window's nanoseconds count: one deployment in a day and a nanosecond is under one a day.
+func TestDeploymentFrequencyTierNanoseconds(t *testing.T) {
+	t.Parallel()
+	for _, set := range sets {
+		b := benchmark(t, set)
+		require.Equal(t, dora.Elite, b.DeploymentFrequencyTier(1, end.Add(-day), end))
+		require.Equal(t, dora.High, b.DeploymentFrequencyTier(1, end.Add(-day-time.Nanosecond), end))
+		require.Equal(t, dora.Elite, b.DeploymentFrequencyTier(1, end.Add(-day+time.Nanosecond), end))
+	}
+}
+
+// Lead time for changes has the same bounds in both sets.
 func TestLeadTimeTier(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -156,104 +232,123 @@ func TestLeadTimeTier(t *testing.T) {
 		{"just under a day", seconds(day - time.Second), dora.Elite},
 		{"half a second under a day (rounds to a day)", seconds(day - time.Second/2), dora.Elite},
 		{"a day exactly", seconds(day), dora.High},
+		{"just over a day", seconds(day + time.Second), dora.High},
 		// high: < 1 week
 		{"just under a week", seconds(week - time.Second), dora.High},
 		{"a week exactly", seconds(week), dora.Medium},
+		{"just over a week", seconds(week + time.Second), dora.Medium},
 		// medium: < 30 days
 		{"just under 30 days", seconds(30*day - time.Second), dora.Medium},
 		{"30 days exactly", seconds(30 * day), dora.Low},
+		{"just over 30 days", seconds(30*day + time.Second), dora.Low},
 		// low: 30 days or more
 		{"a year", seconds(365 * day), dora.Low},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			r := rate(t, 90*day, store.DeploymentStats{}, store.LeadTimeStats{MedianExact: tt.median}, store.RestoreStats{})
-			require.Equal(t, tt.want, tierName(r.LeadTime.Tier))
-		})
+	for _, set := range sets {
+		for _, tt := range tests {
+			t.Run(set+"/"+tt.name, func(t *testing.T) {
+				t.Parallel()
+				r := rate(t, set, 90*day, store.DeploymentStats{}, store.LeadTimeStats{MedianExact: tt.median}, store.RestoreStats{})
+				require.Equal(t, tt.want, tierName(r.LeadTime.Tier))
+			})
+		}
 	}
 }
 
+// Change failure rate: 2023 is monotonic (5, 10, 15%); 2024's medium (10%) is inside high's
+// (20%), so a rate that meets medium's bound is rated high, and medium never comes out.
 func TestChangeFailureRateTier(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name             string
 		failed, attempts int64
-		want             string // "" is null
+		want2023         string // "" is null
+		want2024         string
 	}{
-		{"no attempts: null", 0, 0, ""},
-		{"none failed", 0, 1, dora.Elite},
-		// elite: ≤ 5%
-		{"5% exactly, 1 of 20", 1, 20, dora.Elite},
-		{"5% exactly, 50 of 1000", 50, 1000, dora.Elite},
-		{"just over 5%, 51 of 1000", 51, 1000, dora.High},
-		{"just over 5%, 1 of 19", 1, 19, dora.High},
+		{"no attempts: null", 0, 0, "", ""},
+		{"none failed", 0, 1, dora.Elite, dora.Elite},
+		// elite: ≤ 5% in both
+		{"just under 5%, 49 of 1000", 49, 1000, dora.Elite, dora.Elite},
+		{"5% exactly, 1 of 20", 1, 20, dora.Elite, dora.Elite},
+		{"5% exactly, 50 of 1000", 50, 1000, dora.Elite, dora.Elite},
+		{"just over 5%, 51 of 1000", 51, 1000, dora.High, dora.High},
+		{"just over 5%, 1 of 19", 1, 19, dora.High, dora.High},
 		// rated exactly, not on the rounded rate: 12501 of 250000 shows as 0.0500 but is over 5%
-		{"just over 5%, shown as 5%", 12501, 250000, dora.High},
-		// high: ≤ 10%
-		{"10% exactly, 1 of 10", 1, 10, dora.High},
-		{"10% exactly, 100 of 1000", 100, 1000, dora.High},
-		{"just over 10%, 101 of 1000", 101, 1000, dora.Medium},
-		{"just over 10%, 2 of 19", 2, 19, dora.Medium},
-		// medium: ≤ 15%
-		{"15% exactly, 3 of 20", 3, 20, dora.Medium},
-		{"15% exactly, 150 of 1000", 150, 1000, dora.Medium},
-		{"just over 15%, 151 of 1000", 151, 1000, dora.Low},
-		{"just over 15%, 1 of 6", 1, 6, dora.Low},
-		// low: more
-		{"all failed", 7, 7, dora.Low},
+		{"just over 5%, shown as 5%", 12501, 250000, dora.High, dora.High},
+		// 2023 high ≤ 10%; 2024 medium ≤ 10%, which high's 20% already takes
+		{"just under 10%, 99 of 1000", 99, 1000, dora.High, dora.High},
+		{"10% exactly, 1 of 10", 1, 10, dora.High, dora.High},
+		{"10% exactly, 100 of 1000", 100, 1000, dora.High, dora.High},
+		{"just over 10%, 101 of 1000", 101, 1000, dora.Medium, dora.High},
+		{"just over 10%, 2 of 19", 2, 19, dora.Medium, dora.High},
+		// 2023 medium ≤ 15%
+		{"just under 15%, 149 of 1000", 149, 1000, dora.Medium, dora.High},
+		{"15% exactly, 3 of 20", 3, 20, dora.Medium, dora.High},
+		{"15% exactly, 150 of 1000", 150, 1000, dora.Medium, dora.High},
+		{"just over 15%, 151 of 1000", 151, 1000, dora.Low, dora.High},
+		{"just over 15%, 1 of 6", 1, 6, dora.Low, dora.High},
+		// 2024 high ≤ 20%
+		{"just under 20%, 199 of 1000", 199, 1000, dora.Low, dora.High},
+		{"20% exactly, 1 of 5", 1, 5, dora.Low, dora.High},
+		{"20% exactly, 200 of 1000", 200, 1000, dora.Low, dora.High},
+		{"just over 20%, 201 of 1000", 201, 1000, dora.Low, dora.Low},
+		// 2024's low row says 40%: low is the rest, on either side of it
+		{"just under 40%, 399 of 1000", 399, 1000, dora.Low, dora.Low},
+		{"40% exactly", 2, 5, dora.Low, dora.Low},
+		{"just over 40%, 401 of 1000", 401, 1000, dora.Low, dora.Low},
+		// 2023's report's low row says 64%: likewise
+		{"64% exactly", 16, 25, dora.Low, dora.Low},
+		{"all failed", 7, 7, dora.Low, dora.Low},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			r := rate(t, 90*day, store.DeploymentStats{Attempts: tt.attempts, Failed: tt.failed}, store.LeadTimeStats{}, store.RestoreStats{})
-			require.Equal(t, tt.want, tierName(r.ChangeFailureRate.Tier))
-			require.Equal(t, tt.want, tierName(dora.ChangeFailureTier(tt.failed, tt.attempts)))
-		})
+		for set, want := range map[string]string{"2023": tt.want2023, "2024": tt.want2024} {
+			t.Run(set+"/"+tt.name, func(t *testing.T) {
+				t.Parallel()
+				r := rate(t, set, 90*day, store.DeploymentStats{Attempts: tt.attempts, Failed: tt.failed}, store.LeadTimeStats{}, store.RestoreStats{})
+				require.Equal(t, want, tierName(r.ChangeFailureRate.Tier))
+				require.Equal(t, want, tierName(benchmark(t, set).ChangeFailureRateTier(tt.failed, tt.attempts)))
+			})
+		}
 	}
 }
 
-func TestTimeToRestoreTier(t *testing.T) {
+// Failed deployment recovery time: 2023 is monotonic (an hour, a day, a week); in 2024 medium
+// recovers in less than a day as high does, so under a day is high and a day or more is low.
+func TestRecoveryTimeTier(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name   string
-		median *float64
-		want   string // "" is null
+		name     string
+		median   *float64
+		want2023 string // "" is null
+		want2024 string
 	}{
-		{"no incidents resolved: null", nil, ""},
-		{"zero seconds", seconds(0), dora.Elite},
-		// elite: < 1 hour
-		{"just under an hour", seconds(time.Hour - time.Second), dora.Elite},
-		{"an hour exactly", seconds(time.Hour), dora.High},
-		// high: < 1 day
-		{"just under a day", seconds(day - time.Second), dora.High},
-		{"a day exactly", seconds(day), dora.Medium},
-		// medium: < 1 week
-		{"just under a week", seconds(week - time.Second), dora.Medium},
-		{"a week exactly", seconds(week), dora.Low},
-		// low: 1 week or more
-		{"30 days", seconds(30 * day), dora.Low},
+		{"no incidents resolved: null", nil, "", ""},
+		{"zero seconds", seconds(0), dora.Elite, dora.Elite},
+		// elite: < 1 hour in both
+		{"just under an hour", seconds(time.Hour - time.Second), dora.Elite, dora.Elite},
+		{"half a second under an hour", seconds(time.Hour - time.Second/2), dora.Elite, dora.Elite},
+		{"an hour exactly", seconds(time.Hour), dora.High, dora.High},
+		{"just over an hour", seconds(time.Hour + time.Second), dora.High, dora.High},
+		// high: < 1 day in both; 2024's medium too
+		{"just under a day", seconds(day - time.Second), dora.High, dora.High},
+		{"a day exactly", seconds(day), dora.Medium, dora.Low},
+		{"just over a day", seconds(day + time.Second), dora.Medium, dora.Low},
+		// 2023 medium: < 1 week
+		{"just under a week", seconds(week - time.Second), dora.Medium, dora.Low},
+		{"a week exactly", seconds(week), dora.Low, dora.Low},
+		{"just over a week", seconds(week + time.Second), dora.Low, dora.Low},
+		// the reports' low rows (2024: one week to one month; 2023: one to six months) decide nothing
+		{"30 days", seconds(30 * day), dora.Low, dora.Low},
+		{"a year", seconds(365 * day), dora.Low, dora.Low},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			r := rate(t, 90*day, store.DeploymentStats{}, store.LeadTimeStats{}, store.RestoreStats{MedianExact: tt.median})
-			require.Equal(t, tt.want, tierName(r.TimeToRestore.Tier))
-		})
+		for set, want := range map[string]string{"2023": tt.want2023, "2024": tt.want2024} {
+			t.Run(set+"/"+tt.name, func(t *testing.T) {
+				t.Parallel()
+				r := rate(t, set, 90*day, store.DeploymentStats{}, store.LeadTimeStats{}, store.RestoreStats{MedianExact: tt.median})
+				require.Equal(t, want, tierName(r.FailedDeploymentRecoveryTime.Tier))
+				require.Equal(t, want, tierName(r.TimeToRestore.Tier), "the old name rates the same")
+			})
+		}
 	}
-}
-
-// DurationTier's bounds are exclusive: each bound is the tier below.
-func TestDurationTier(t *testing.T) {
-	t.Parallel()
-	bound := func(d time.Duration) string {
-		return tierName(dora.DurationTier(seconds(d), time.Minute, time.Hour, day))
-	}
-	require.Equal(t, dora.Elite, bound(time.Minute-time.Second))
-	require.Equal(t, dora.High, bound(time.Minute))
-	require.Equal(t, dora.High, bound(time.Hour-time.Second))
-	require.Equal(t, dora.Medium, bound(time.Hour))
-	require.Equal(t, dora.Medium, bound(day-time.Second))
-	require.Equal(t, dora.Low, bound(day))
-	require.Nil(t, dora.DurationTier(nil, time.Minute, time.Hour, day))
 }

@@ -302,7 +302,7 @@ func TestDeliveriesAreTheEvents(t *testing.T) {
 			require.NoError(t, events.AddGitHub(w.Name, w.Events[0]))
 		}
 		for _, q := range h.Queries {
-			oq := oracle.Query{Pipeline: q.Pipeline, Environment: "production", From: q.From, To: q.To, Interval: q.Interval}
+			oq := oracle.Query{Pipeline: q.Pipeline, Environment: "production", From: q.From, To: q.To, Interval: q.Interval, Benchmark: q.Benchmark}
 			want, err := events.Report(oq)
 			require.NoError(t, err)
 			got, err := delivered.Report(oq)

@@ -3,6 +3,7 @@ package oracle
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -225,4 +226,43 @@ func TestGitHubDeliveriesAreFacts(t *testing.T) {
 	require.Equal(t, int64(1), r.DeploymentFrequency.Deployments)
 	require.Equal(t, int64(2), r.ChangeFailureRate.Deployments)
 	require.Equal(t, int64(1), r.ChangeFailureRate.Failed, "error is a failure")
+}
+
+// The benchmarks rate the same figures differently where their bounds differ: 1 failed of 8
+// (12.5%) is medium in DORA 2023 (≤ 15%) and high in DORA 2024 (≤ 20%); an incident resolved
+// after two days is medium in 2023 (< 1 week) and low in 2024 (medium recovers in under a day
+// there, as high does). No benchmark named is 2024; an unknown one is refused.
+func TestReferenceBenchmarks(t *testing.T) {
+	t.Parallel()
+	events := []string{
+		`{"type":"incident_status_change","pipeline_id":"p","environment":"production","incident_id":"i","status":"failure","timestamp":"2026-11-02T00:00:00Z"}`,
+		`{"type":"incident_status_change","pipeline_id":"p","environment":"production","incident_id":"i","status":"success","timestamp":"2026-11-04T00:00:00Z"}`,
+		`{"type":"deploy","pipeline_id":"p","environment":"production","commit_id":"f","status":"failure","timestamp":"2026-11-02T00:30:00Z"}`,
+	}
+	for i := range 7 {
+		events = append(events, fmt.Sprintf(`{"type":"deploy","pipeline_id":"p","environment":"production","commit_id":"c%d","timestamp":"2026-11-0%dT12:00:00Z"}`, i, i+1))
+	}
+	h := load(t, events)
+	q := Query{Pipeline: "p", Environment: "production", From: day("2026-11-01"), To: day("2026-11-08")}
+	for _, tc := range []struct {
+		benchmark, label, failure, recovery string
+	}{
+		{"2023", "DORA 2023", medium, medium},
+		{"2024", "DORA 2024", high, low},
+		{"", "DORA 2024", high, low},
+	} {
+		q.Benchmark = tc.benchmark
+		r, err := h.Report(q)
+		require.NoError(t, err)
+		require.Equal(t, tc.label, r.TierSource)
+		require.Equal(t, int64(8), r.ChangeFailureRate.Deployments)
+		require.Equal(t, tc.failure, *r.ChangeFailureRate.Tier, tc.label)
+		require.Equal(t, int64(2*86400), *r.RecoveryTime.MedianSeconds)
+		require.Equal(t, tc.recovery, *r.RecoveryTime.Tier, tc.label)
+		require.Equal(t, r.RecoveryTime, r.TimeToRestore, "the old name carries the same figures")
+		require.Equal(t, elite, r.DeploymentFrequency.Tier, "7 in 7 days")
+	}
+	q.Benchmark = "2022"
+	_, err := h.Report(q)
+	require.Error(t, err)
 }

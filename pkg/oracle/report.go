@@ -14,9 +14,13 @@ type Query struct {
 	Environment string
 	From, To    time.Time
 	Interval    string // all, day, week or month
+	// Benchmark names the tiers' benchmark, "2023" or "2024"; "" is the newest, 2024.
+	Benchmark string
 }
 
-// Report is the answer, field for field as DORA.md shows it.
+// Report is the answer, field for field as DORA.md shows it, with DORA's current name for time
+// to restore (failed deployment recovery time) and the old one beside it, as docs/api.md
+// promises for one release.
 type Report struct {
 	PipelineID  *string `json:"pipeline_id"`
 	Environment string  `json:"environment"`
@@ -46,20 +50,24 @@ type Report struct {
 		Rate        *float64 `json:"rate"`
 		Tier        *string  `json:"tier"`
 	} `json:"change_failure_rate"`
-	TimeToRestore struct {
-		Incidents     int64   `json:"incidents"`
-		OpenIncidents int64   `json:"open_incidents"`
-		MedianSeconds *int64  `json:"median_seconds"`
-		P90Seconds    *int64  `json:"p90_seconds"`
-		MeanSeconds   *int64  `json:"mean_seconds"`
-		Tier          *string `json:"tier"`
-	} `json:"time_to_restore"`
-	ReworkRate struct {
+	RecoveryTime  Recovery `json:"failed_deployment_recovery_time"`
+	TimeToRestore Recovery `json:"time_to_restore"` // the same, under its old name
+	ReworkRate    struct {
 		Deployments int64    `json:"deployments"`
 		Rework      int64    `json:"rework"`
 		Rate        *float64 `json:"rate"`
 	} `json:"rework_rate"`
 	Series []Bucket `json:"series,omitempty"`
+}
+
+// Recovery is failed deployment recovery time (time to restore, until DORA's 2023 report).
+type Recovery struct {
+	Incidents     int64   `json:"incidents"`
+	OpenIncidents int64   `json:"open_incidents"`
+	MedianSeconds *int64  `json:"median_seconds"`
+	P90Seconds    *int64  `json:"p90_seconds"`
+	MeanSeconds   *int64  `json:"mean_seconds"`
+	Tier          *string `json:"tier"`
 }
 
 // Bucket is one step of a series.
@@ -69,7 +77,8 @@ type Bucket struct {
 	Failed                     int64    `json:"failed"`
 	ChangeFailureRate          *float64 `json:"change_failure_rate"`
 	LeadTimeMedianSeconds      *int64   `json:"lead_time_median_seconds"`
-	TimeToRestoreMedianSeconds *int64   `json:"time_to_restore_median_seconds"`
+	RecoveryTimeMedianSeconds  *int64   `json:"failed_deployment_recovery_time_median_seconds"`
+	TimeToRestoreMedianSeconds *int64   `json:"time_to_restore_median_seconds"` // the same, under its old name
 }
 
 // deployment is an attempt as the metrics see it, once every report is in.
@@ -103,6 +112,10 @@ func (h *History) Report(q Query) (Report, error) {
 	}
 	if !q.From.Before(q.To) {
 		return Report{}, fmt.Errorf("oracle: from %s is not before to %s", q.From, q.To)
+	}
+	set, ok := benchmarks[q.Benchmark]
+	if !ok {
+		return Report{}, fmt.Errorf("oracle: no benchmark %q", q.Benchmark)
 	}
 	deps, err := h.deployments()
 	if err != nil {
@@ -138,7 +151,7 @@ func (h *History) Report(q Query) (Report, error) {
 		From:        stamp(q.From),
 		To:          stamp(q.To),
 		Interval:    q.Interval,
-		TierSource:  "DORA 2023",
+		TierSource:  set.label,
 	}
 	if q.Pipeline != "" {
 		p := q.Pipeline
@@ -167,12 +180,12 @@ func (h *History) Report(q Query) (Report, error) {
 	r.DeploymentFrequency.Deployments = successes
 	r.DeploymentFrequency.PerDay = round4(perDay)
 	r.DeploymentFrequency.PerWeek = round4(new(big.Rat).Mul(perDay, big.NewRat(7, 1)))
-	r.DeploymentFrequency.Tier = frequencyTier(perDay)
+	r.DeploymentFrequency.Tier = set.frequencyTier(perDay)
 
 	r.ChangeFailureRate.Deployments = attempts
 	r.ChangeFailureRate.Failed = failed
 	r.ChangeFailureRate.Rate = ratio(failed, attempts)
-	r.ChangeFailureRate.Tier = failureTier(failed, attempts)
+	r.ChangeFailureRate.Tier = set.failureTier(failed, attempts)
 
 	r.ReworkRate.Deployments = successes
 	r.ReworkRate.Rework = rework
@@ -198,27 +211,28 @@ func (h *History) Report(q Query) (Report, error) {
 	r.LeadTime.MeanSeconds = seconds(mean(lead))
 	r.LeadTime.ReviewMedianSeconds = seconds(percentile(review, half))
 	r.LeadTime.DeployMedianSeconds = seconds(percentile(deployPart, half))
-	r.LeadTime.Tier = durationTier(percentile(lead, half), 24*time.Hour, 7*24*time.Hour, 30*24*time.Hour)
+	r.LeadTime.Tier = set.durationTier(percentile(lead, half), func(b tierBounds) time.Duration { return b.leadBelow })
 
-	// Time to restore.
+	// Failed deployment recovery time (time to restore).
 	var durations []time.Duration
 	for _, x := range myRestores {
 		if within(x.resolved, q.From, q.To) {
 			durations = append(durations, x.resolved.Sub(x.opened))
 		}
 	}
-	r.TimeToRestore.Incidents = int64(len(durations))
-	r.TimeToRestore.MedianSeconds = seconds(percentile(durations, half))
-	r.TimeToRestore.P90Seconds = seconds(percentile(durations, ninety))
-	r.TimeToRestore.MeanSeconds = seconds(mean(durations))
-	r.TimeToRestore.Tier = durationTier(percentile(durations, half), time.Hour, 24*time.Hour, 7*24*time.Hour)
+	r.RecoveryTime.Incidents = int64(len(durations))
+	r.RecoveryTime.MedianSeconds = seconds(percentile(durations, half))
+	r.RecoveryTime.P90Seconds = seconds(percentile(durations, ninety))
+	r.RecoveryTime.MeanSeconds = seconds(mean(durations))
+	r.RecoveryTime.Tier = set.durationTier(percentile(durations, half), func(b tierBounds) time.Duration { return b.restoreBelow })
 	for _, o := range open {
 		// Opened before `to` and not resolved by then.
 		if in(o.pipeline) && o.environment == q.Environment && o.opened.Before(q.To) &&
 			(o.resolved == nil || !o.resolved.Before(q.To)) {
-			r.TimeToRestore.OpenIncidents++
+			r.RecoveryTime.OpenIncidents++
 		}
 	}
+	r.TimeToRestore = r.RecoveryTime
 
 	if q.Interval == "all" {
 		return r, nil
@@ -256,7 +270,8 @@ func (h *History) Report(q Query) (Report, error) {
 			}
 		}
 		b.LeadTimeMedianSeconds = seconds(percentile(bl, half))
-		b.TimeToRestoreMedianSeconds = seconds(percentile(br, half))
+		b.RecoveryTimeMedianSeconds = seconds(percentile(br, half))
+		b.TimeToRestoreMedianSeconds = b.RecoveryTimeMedianSeconds
 		r.Series = append(r.Series, b)
 	}
 	return r, nil

@@ -80,7 +80,11 @@ func ratio(a, b int64) *float64 {
 	return &r
 }
 
-// Tiers (DORA 2023), rated on exact values, not on the rounded figures shown (docs/metrics.md).
+// Tiers, rated on exact values, not on the rounded figures shown (docs/metrics.md), against
+// docs/metrics.md's benchmark tables, written here from those tables (DORA.md's for 2023, the
+// 2024 report's performance levels for 2024) and not from the migration that pkg/dora reads.
+// The rule is the docs': a value is rated at the best tier whose bound it meets, low when it
+// meets none, whether or not the bounds get looser from tier to tier.
 const (
 	elite  = "elite"
 	high   = "high"
@@ -88,53 +92,79 @@ const (
 	low    = "low"
 )
 
-// frequencyTier rates successful deployments per day: no deployments is a known zero, low.
-func frequencyTier(perDay *big.Rat) string {
-	switch {
-	case perDay.Cmp(big.NewRat(1, 1)) >= 0:
-		return elite
-	case perDay.Cmp(big.NewRat(1, 7)) >= 0:
-		return high
-	case perDay.Cmp(big.NewRat(1, 30)) >= 0:
-		return medium
-	default:
-		return low
-	}
+// tierBounds are what a value must meet for one tier.
+type tierBounds struct {
+	tier          string
+	perDayAtLeast *big.Rat
+	leadBelow     time.Duration
+	failureAtMost *big.Rat
+	restoreBelow  time.Duration
 }
 
-// failureTier rates failed ÷ attempts: ≤ 5%, ≤ 10%, ≤ 15%; no attempts, no tier.
-func failureTier(failed, attempts int64) *string {
+// benchmark is one set of tiers, best first.
+type benchmark struct {
+	label string
+	tiers []tierBounds
+}
+
+const (
+	anHour = time.Hour
+	aDay   = 24 * time.Hour
+)
+
+// benchmarks are the sets by ?benchmark=; "" is the newest.
+var benchmarks = func() map[string]benchmark {
+	m := map[string]benchmark{
+		// DORA.md: per_day ≥ 1, < 1 day, ≤ 5%, < 1 hour | per_week ≥ 1, < 1 week, ≤ 10%, < 1 day |
+		// ≥ 1 per 30 days, < 30 days, ≤ 15%, < 1 week.
+		"2023": {"DORA 2023", []tierBounds{
+			{elite, big.NewRat(1, 1), aDay, big.NewRat(5, 100), anHour},
+			{high, big.NewRat(1, 7), 7 * aDay, big.NewRat(10, 100), aDay},
+			{medium, big.NewRat(1, 30), 30 * aDay, big.NewRat(15, 100), 7 * aDay},
+		}},
+		// The 2024 report: on demand, < 1 day, 5%, < 1 hour | daily to weekly, one day to one
+		// week, 20%, < 1 day | weekly to monthly, one week to one month, 10%, < 1 day.
+		"2024": {"DORA 2024", []tierBounds{
+			{elite, big.NewRat(1, 1), aDay, big.NewRat(5, 100), anHour},
+			{high, big.NewRat(1, 7), 7 * aDay, big.NewRat(20, 100), aDay},
+			{medium, big.NewRat(1, 30), 30 * aDay, big.NewRat(10, 100), aDay},
+		}},
+	}
+	m[""] = m["2024"]
+	return m
+}()
+
+// best is the first tier whose bound meets says is met, else low.
+func (b benchmark) best(meets func(tierBounds) bool) string {
+	for _, t := range b.tiers {
+		if meets(t) {
+			return t.tier
+		}
+	}
+	return low
+}
+
+// frequencyTier rates successful deployments per day: no deployments is a known zero, low.
+func (b benchmark) frequencyTier(perDay *big.Rat) string {
+	return b.best(func(t tierBounds) bool { return perDay.Cmp(t.perDayAtLeast) >= 0 })
+}
+
+// failureTier rates failed ÷ attempts against each tier's "at most"; no attempts, no tier.
+func (b benchmark) failureTier(failed, attempts int64) *string {
 	if attempts == 0 {
 		return nil
 	}
 	rate := big.NewRat(failed, attempts)
-	t := low
-	switch {
-	case rate.Cmp(big.NewRat(5, 100)) <= 0:
-		t = elite
-	case rate.Cmp(big.NewRat(10, 100)) <= 0:
-		t = high
-	case rate.Cmp(big.NewRat(15, 100)) <= 0:
-		t = medium
-	}
+	t := b.best(func(t tierBounds) bool { return rate.Cmp(t.failureAtMost) <= 0 })
 	return &t
 }
 
-// durationTier rates a median (nanoseconds) against three strict upper bounds; no median, no
-// tier.
-func durationTier(median *big.Rat, eliteBelow, highBelow, mediumBelow time.Duration) *string {
+// durationTier rates a median (nanoseconds) against each tier's strict upper bound (bound picks
+// which); no median, no tier.
+func (b benchmark) durationTier(median *big.Rat, bound func(tierBounds) time.Duration) *string {
 	if median == nil {
 		return nil
 	}
-	below := func(d time.Duration) bool { return median.Cmp(new(big.Rat).SetInt64(int64(d))) < 0 }
-	t := low
-	switch {
-	case below(eliteBelow):
-		t = elite
-	case below(highBelow):
-		t = high
-	case below(mediumBelow):
-		t = medium
-	}
+	t := b.best(func(t tierBounds) bool { return median.Cmp(new(big.Rat).SetInt64(int64(bound(t)))) < 0 })
 	return &t
 }

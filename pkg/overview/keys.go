@@ -13,9 +13,23 @@ import (
 
 // Key is one line of a row's table: a DORA key over each window, and its trend.
 type Key struct {
-	Name  string
+	Name string
+	// Group is DORA's group of the key (throughput or instability), on the first key of each
+	// group only: the page heads the group there.
+	Group string
 	Cells []Cell // one per window
 	Trend Trend
+}
+
+// keyNames are the page's keys in DORA's order and grouping since 2024: throughput (deployment
+// frequency, lead time for changes, failed deployment recovery time), then instability (change
+// failure rate, rework rate). cell and trends follow the same order.
+var keyNames = []struct{ name, group string }{
+	{"Deployment frequency", "Throughput"},
+	{"Lead time for changes", ""},
+	{"Failed deployment recovery time", ""},
+	{"Change failure rate", "Instability"},
+	{"Rework rate", ""},
 }
 
 // Cell is a key over one window: its main figure, the counts behind it, and its tier.
@@ -59,10 +73,9 @@ const (
 
 // keys shapes a row's reports (one per window) and trends into the lines of its table.
 func keys(reports []dora.Report, windows []Window, trends []Trend) []Key {
-	names := []string{"Deployment frequency", "Lead time for changes", "Change failure rate", "Time to restore", "Rework rate"}
-	out := make([]Key, len(names))
-	for k, name := range names {
-		out[k] = Key{Name: name}
+	out := make([]Key, len(keyNames))
+	for k, key := range keyNames {
+		out[k] = Key{Name: key.name, Group: key.group}
 		if k < len(trends) {
 			out[k].Trend = trends[k]
 		}
@@ -90,6 +103,11 @@ func cell(k int, r dora.Report, days int) Cell {
 		c.Detail = []Figure{{Path: "lead_time_for_changes.changes", Value: integer(lt.Changes), Text: integer(lt.Changes), Unit: "changes"}}
 		c.Tier = tier("lead_time_for_changes.tier", lt.Tier)
 	case 2:
+		fr := r.FailedDeploymentRecoveryTime
+		c.Main = Figure{Path: "failed_deployment_recovery_time.median_seconds", Value: optInteger(fr.MedianSeconds), Text: duration(fr.MedianSeconds)}
+		c.Detail = []Figure{{Path: "failed_deployment_recovery_time.incidents", Value: integer(fr.Incidents), Text: integer(fr.Incidents), Unit: "restored"}}
+		c.Tier = tier("failed_deployment_recovery_time.tier", fr.Tier)
+	case 3:
 		cfr := r.ChangeFailureRate
 		c.Main = Figure{Path: "change_failure_rate.rate", Value: optFloat(cfr.Rate), Text: percent(cfr.Rate)}
 		c.Detail = []Figure{
@@ -97,11 +115,6 @@ func cell(k int, r dora.Report, days int) Cell {
 			{Path: "change_failure_rate.deployments", Value: integer(cfr.Deployments), Text: integer(cfr.Deployments), Unit: "attempts"},
 		}
 		c.Tier = tier("change_failure_rate.tier", cfr.Tier)
-	case 3:
-		tr := r.TimeToRestore
-		c.Main = Figure{Path: "time_to_restore.median_seconds", Value: optInteger(tr.MedianSeconds), Text: duration(tr.MedianSeconds)}
-		c.Detail = []Figure{{Path: "time_to_restore.incidents", Value: integer(tr.Incidents), Text: integer(tr.Incidents), Unit: "restored"}}
-		c.Tier = tier("time_to_restore.tier", tr.Tier)
 	case 4:
 		rr := r.ReworkRate
 		c.Main = Figure{Path: "rework_rate.rate", Value: optFloat(rr.Rate), Text: percent(rr.Rate)}
@@ -184,8 +197,8 @@ func Duration(d time.Duration) string {
 }
 
 // trends draws each key's weekly values from the store's buckets (every row after the first,
-// the whole window's): successful deployments, median lead time, change failure rate, median
-// time to restore, rework rate.
+// the whole window's), in keyNames' order: successful deployments, median lead time, median
+// failed deployment recovery time, change failure rate, rework rate.
 func trends(m store.Metrics) []Trend {
 	n := len(m.Deployments) - 1
 	if n < 1 {
@@ -200,10 +213,10 @@ func trends(m store.Metrics) []Trend {
 			func(f float64) string { return decimal(f) }},
 		{"median lead time a week", func(i int) *float64 { return seconds(m.LeadTime[i].Median) },
 			func(f float64) string { return Duration(time.Duration(f) * time.Second) }},
+		{"median failed deployment recovery time a week", func(i int) *float64 { return seconds(m.Restore[i].Median) },
+			func(f float64) string { return Duration(time.Duration(f) * time.Second) }},
 		{"change failure rate a week", func(i int) *float64 { return m.Deployments[i].ChangeFailureRate },
 			func(f float64) string { return percent(&f) }},
-		{"median time to restore a week", func(i int) *float64 { return seconds(m.Restore[i].Median) },
-			func(f float64) string { return Duration(time.Duration(f) * time.Second) }},
 		{"rework rate a week", func(i int) *float64 { return m.Deployments[i].ReworkRate },
 			func(f float64) string { return percent(&f) }},
 	}

@@ -53,7 +53,9 @@ type Request struct {
 type View struct {
 	Environment string
 	Now         time.Time
-	Windows     []Window
+	// Benchmark is what the tiers are rated against: the default (newest), as the API's.
+	Benchmark dora.Benchmark
+	Windows   []Window
 	// Organisation is every pipeline together.
 	Organisation Row
 	Teams        []Row
@@ -108,6 +110,16 @@ func Build(ctx context.Context, st *store.Store, r Request) (View, error) {
 	for _, days := range Windows {
 		v.Windows = append(v.Windows, Window{Days: days, From: now.AddDate(0, 0, -days), To: now})
 	}
+
+	list, err := st.Benchmarks(ctx)
+	if err != nil {
+		return View{}, err
+	}
+	benchmarks, err := dora.NewBenchmarks(list)
+	if err != nil {
+		return View{}, err
+	}
+	v.Benchmark = benchmarks.Default()
 
 	teams, err := st.Teams(ctx)
 	if err != nil {
@@ -190,7 +202,7 @@ func (v *View) fill(ctx context.Context, st *store.Store, row *Row) error {
 		if err != nil {
 			return fmt.Errorf("%s %q, %d days: %w", row.Kind, row.Name, w.Days, err)
 		}
-		if row.Reports[i], err = dora.NewReport(q, m); err != nil {
+		if row.Reports[i], err = dora.NewReport(q, m, v.Benchmark); err != nil {
 			return err
 		}
 		if interval == "week" {

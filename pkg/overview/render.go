@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/devopstic/devopstic/pkg/dora"
 )
 
 //go:embed web/page.html web/style.css
@@ -52,7 +50,6 @@ var templates = template.Must(template.New("overview").Funcs(template.FuncMap{
 	"rfc3339":     func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"duration":    Duration,
 	"join":        strings.Join,
-	"tierSource":  func() string { return dora.TierSource },
 	"trendWindow": func() int { return TrendWindow },
 	"inc":         func(n int) int { return n + 1 },
 	"dec":         func(n int) int { return n - 1 },

@@ -60,25 +60,27 @@ var Week = []string{
 const WeekReport = `{
   "pipeline_id": "api", "environment": "production",
   "from": "2026-11-01T00:00:00Z", "to": "2026-11-08T00:00:00Z", "interval": "all",
-  "tier_source": "DORA 2023",
+  "tier_source": "DORA 2024",
   "deployment_frequency": {"deployments": 7, "per_day": 1, "per_week": 7, "tier": "elite"},
   "lead_time_for_changes": {"changes": 6, "median_seconds": 9900, "p90_seconds": 36000, "mean_seconds": 16500,
                             "review_median_seconds": 4500, "deploy_median_seconds": 26100, "tier": "elite"},
+  "failed_deployment_recovery_time": {"incidents": 2, "open_incidents": 1, "median_seconds": 4500, "p90_seconds": 6660,
+                                      "mean_seconds": 4500, "tier": "high"},
   "change_failure_rate": {"deployments": 8, "failed": 3, "rate": 0.375, "tier": "low"},
+  "rework_rate": {"deployments": 7, "rework": 1, "rate": 0.1429},
   "time_to_restore": {"incidents": 2, "open_incidents": 1, "median_seconds": 4500, "p90_seconds": 6660,
-                      "mean_seconds": 4500, "tier": "high"},
-  "rework_rate": {"deployments": 7, "rework": 1, "rate": 0.1429}
+                      "mean_seconds": 4500, "tier": "high"}
 }`
 
 // WeekByDay is the series of the same question by day (&interval=day).
 const WeekByDay = `[
-  {"start":"2026-11-01T00:00:00Z","deployments":1,"failed":0,"change_failure_rate":0,"lead_time_median_seconds":21600,"time_to_restore_median_seconds":null},
-  {"start":"2026-11-02T00:00:00Z","deployments":2,"failed":1,"change_failure_rate":0.5,"lead_time_median_seconds":50400,"time_to_restore_median_seconds":null},
-  {"start":"2026-11-03T00:00:00Z","deployments":1,"failed":1,"change_failure_rate":1,"lead_time_median_seconds":5400,"time_to_restore_median_seconds":7200},
-  {"start":"2026-11-04T00:00:00Z","deployments":1,"failed":0,"change_failure_rate":0,"lead_time_median_seconds":null,"time_to_restore_median_seconds":null},
-  {"start":"2026-11-05T00:00:00Z","deployments":1,"failed":1,"change_failure_rate":1,"lead_time_median_seconds":3600,"time_to_restore_median_seconds":1800},
-  {"start":"2026-11-06T00:00:00Z","deployments":1,"failed":0,"change_failure_rate":0,"lead_time_median_seconds":null,"time_to_restore_median_seconds":null},
-  {"start":"2026-11-07T00:00:00Z","deployments":1,"failed":0,"change_failure_rate":0,"lead_time_median_seconds":12600,"time_to_restore_median_seconds":null}
+  {"start":"2026-11-01T00:00:00Z","deployments":1,"failed":0,"change_failure_rate":0,"lead_time_median_seconds":21600,"failed_deployment_recovery_time_median_seconds":null,"time_to_restore_median_seconds":null},
+  {"start":"2026-11-02T00:00:00Z","deployments":2,"failed":1,"change_failure_rate":0.5,"lead_time_median_seconds":50400,"failed_deployment_recovery_time_median_seconds":null,"time_to_restore_median_seconds":null},
+  {"start":"2026-11-03T00:00:00Z","deployments":1,"failed":1,"change_failure_rate":1,"lead_time_median_seconds":5400,"failed_deployment_recovery_time_median_seconds":7200,"time_to_restore_median_seconds":7200},
+  {"start":"2026-11-04T00:00:00Z","deployments":1,"failed":0,"change_failure_rate":0,"lead_time_median_seconds":null,"failed_deployment_recovery_time_median_seconds":null,"time_to_restore_median_seconds":null},
+  {"start":"2026-11-05T00:00:00Z","deployments":1,"failed":1,"change_failure_rate":1,"lead_time_median_seconds":3600,"failed_deployment_recovery_time_median_seconds":1800,"time_to_restore_median_seconds":1800},
+  {"start":"2026-11-06T00:00:00Z","deployments":1,"failed":0,"change_failure_rate":0,"lead_time_median_seconds":null,"failed_deployment_recovery_time_median_seconds":null,"time_to_restore_median_seconds":null},
+  {"start":"2026-11-07T00:00:00Z","deployments":1,"failed":0,"change_failure_rate":0,"lead_time_median_seconds":12600,"failed_deployment_recovery_time_median_seconds":null,"time_to_restore_median_seconds":null}
 ]`
 
 // EmptyWeekReport is the answer for "api" in production over [2026-10-01, 2026-10-08), a
@@ -86,12 +88,14 @@ const WeekByDay = `[
 const EmptyWeekReport = `{
   "pipeline_id": "api", "environment": "production",
   "from": "2026-10-01T00:00:00Z", "to": "2026-10-08T00:00:00Z", "interval": "all",
-  "tier_source": "DORA 2023",
+  "tier_source": "DORA 2024",
   "deployment_frequency": {"deployments": 0, "per_day": 0, "per_week": 0, "tier": "low"},
   "lead_time_for_changes": {"changes": 0, "median_seconds": null, "p90_seconds": null, "mean_seconds": null,
                             "review_median_seconds": null, "deploy_median_seconds": null, "tier": null},
+  "failed_deployment_recovery_time": {"incidents": 0, "open_incidents": 0, "median_seconds": null, "p90_seconds": null,
+                                      "mean_seconds": null, "tier": null},
   "change_failure_rate": {"deployments": 0, "failed": 0, "rate": null, "tier": null},
+  "rework_rate": {"deployments": 0, "rework": 0, "rate": null},
   "time_to_restore": {"incidents": 0, "open_incidents": 0, "median_seconds": null, "p90_seconds": null,
-                      "mean_seconds": null, "tier": null},
-  "rework_rate": {"deployments": 0, "rework": 0, "rate": null}
+                      "mean_seconds": null, "tier": null}
 }`

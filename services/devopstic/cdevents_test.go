@@ -122,7 +122,7 @@ func TestCDEventsSpecExamplesReachTheMetrics(t *testing.T) {
 	require.Equal(t, 0.0, r["change_failure_rate"]["failed"], "the examples' links name no deployment")
 	r = s.doraKeys("/api/v1/metrics/dora?pipeline_id=myApp&environment=prod1&from=2022-11-11&to=2022-11-12")
 	// The examples resolve the incident at the instant it opened: not a restore, so still open.
-	require.Equal(t, 1.0, r["time_to_restore"]["open_incidents"])
+	require.Equal(t, 1.0, r["failed_deployment_recovery_time"]["open_incidents"])
 
 	// The tables are a function of the stream: both modes map again to the same rows, from the
 	// events table (the binary attributes from its headers) and from the stream.
@@ -157,7 +157,7 @@ func TestCDEventsSpecExamplesReachTheMetrics(t *testing.T) {
 // Lead time, each change from its earliest time to its first deployment: c1 3h (R1 ships it
 // again, later), c2 2h, c3 4h: median 3h, mean 3h, p90 3h + 0.8 × 1h = 3.8h. Review (approved −
 // submitted): 1h, 1h, 1h. Deployment (deployed − approved): 2h, 1h, 3h: median 2h.
-// Time to restore: inc-1 2h, inc-2 1h: median and mean 1.5h, p90 1h + 0.9 × 1h = 1.9h; none
+// Failed deployment recovery time: inc-1 2h, inc-2 1h: median and mean 1.5h, p90 1h + 0.9 × 1h = 1.9h; none
 // open, and the rollback's incident (no opening) is not one. Rework: no deployment while an
 // incident was open.
 func TestCDEventsFlowGivesTheDORAFigures(t *testing.T) {
@@ -237,7 +237,7 @@ func TestCDEventsFlowGivesTheDORAFigures(t *testing.T) {
 	require.Equal(t, 3.8*3600, lt["p90_seconds"])
 	require.Equal(t, 3600.0, lt["review_median_seconds"])
 	require.Equal(t, 2*3600.0, lt["deploy_median_seconds"])
-	ttr := r["time_to_restore"]
+	ttr := r["failed_deployment_recovery_time"]
 	require.Equal(t, 2.0, ttr["incidents"])
 	require.Equal(t, 0.0, ttr["open_incidents"])
 	require.Equal(t, 1.5*3600, ttr["median_seconds"])

@@ -123,40 +123,52 @@ func flattenPanels(panels []grafanaPanel) []grafanaPanel {
 	return out
 }
 
-// statFigures maps each stat panel, by title, to the metrics API figure it must show.
+// statFigures maps each stat panel, by title, to the metrics API figure it must show. A key with
+// tiers shows its tier too, in a column named tier.
 var statFigures = map[string][]string{
-	"Deployment frequency":  {"deployment_frequency", "per_day"},
-	"Deployments":           {"deployment_frequency", "deployments"},
-	"Lead time for changes": {"lead_time_for_changes", "median_seconds"},
-	"Review lead time":      {"lead_time_for_changes", "review_median_seconds"},
-	"Deployment lead time":  {"lead_time_for_changes", "deploy_median_seconds"},
-	"Change failure rate":   {"change_failure_rate", "rate"},
-	"Failed deployments":    {"change_failure_rate", "failed"},
-	"Time to restore":       {"time_to_restore", "median_seconds"},
-	"Open incidents":        {"time_to_restore", "open_incidents"},
-	"Rework rate":           {"rework_rate", "rate"},
+	"Deployment frequency":            {"deployment_frequency", "per_day"},
+	"Deployments":                     {"deployment_frequency", "deployments"},
+	"Lead time for changes":           {"lead_time_for_changes", "median_seconds"},
+	"Review lead time":                {"lead_time_for_changes", "review_median_seconds"},
+	"Deployment lead time":            {"lead_time_for_changes", "deploy_median_seconds"},
+	"Change failure rate":             {"change_failure_rate", "rate"},
+	"Failed deployments":              {"change_failure_rate", "failed"},
+	"Failed deployment recovery time": {"failed_deployment_recovery_time", "median_seconds"},
+	"Open incidents":                  {"failed_deployment_recovery_time", "open_incidents"},
+	"Rework rate":                     {"rework_rate", "rate"},
 }
+
+// tieredPanels are the stat panels that show a tier: DORA's four keys that have benchmarks.
+var tieredPanels = []string{"Deployment frequency", "Lead time for changes", "Failed deployment recovery time", "Change failure rate"}
 
 // seriesFigures maps each time series panel's columns to the API's series fields.
 var seriesFigures = map[string]map[string]string{
-	"Lead time: review and deployment":  {"lead time": "lead_time_median_seconds"},
-	"Change failure rate per $interval": {"change failure rate": "change_failure_rate"},
-	"Time to restore per $interval":     {"time to restore": "time_to_restore_median_seconds"},
-	"Deployments per $interval":         {},
+	"Lead time: review and deployment":              {"lead time": "lead_time_median_seconds"},
+	"Change failure rate per $interval":             {"change failure rate": "change_failure_rate"},
+	"Failed deployment recovery time per $interval": {"recovery time": "failed_deployment_recovery_time_median_seconds"},
+	"Deployments per $interval":                     {},
 }
 
-// comparisonFigures maps the comparison table's columns to the API's figures.
+// comparisonFigures maps the comparison tables' columns to the API's figures, tiers included.
 var comparisonFigures = map[string][]string{
-	"deployments per day": {"deployment_frequency", "per_day"},
-	"deployments":         {"deployment_frequency", "deployments"},
-	"lead time":           {"lead_time_for_changes", "median_seconds"},
-	"change failure rate": {"change_failure_rate", "rate"},
-	"time to restore":     {"time_to_restore", "median_seconds"},
-	"rework rate":         {"rework_rate", "rate"},
+	"deployments per day":       {"deployment_frequency", "per_day"},
+	"deployment frequency tier": {"deployment_frequency", "tier"},
+	"deployments":               {"deployment_frequency", "deployments"},
+	"lead time":                 {"lead_time_for_changes", "median_seconds"},
+	"lead time tier":            {"lead_time_for_changes", "tier"},
+	"recovery time":             {"failed_deployment_recovery_time", "median_seconds"},
+	"recovery time tier":        {"failed_deployment_recovery_time", "tier"},
+	"change failure rate":       {"change_failure_rate", "rate"},
+	"change failure rate tier":  {"change_failure_rate", "tier"},
+	"rework rate":               {"rework_rate", "rate"},
 }
+
+// benchmarks are the dashboards' benchmark variable's values, newest first.
+var benchmarks = []string{"2024", "2023"}
 
 // Every panel's SQL, expanded as Grafana would, runs against the scenario written through the
-// real pipeline, and every number it shows equals the metrics API's for the same window.
+// real pipeline, and every number it shows equals the metrics API's for the same window; every
+// tier too, for each benchmark the benchmark variable offers, as the API's ?benchmark= rates it.
 func TestDashboardPanelsAgreeWithTheAPI(t *testing.T) {
 	t.Parallel()
 	s := loadDORAScenario(t)
@@ -195,6 +207,7 @@ func TestDashboardPanelsAgreeWithTheAPI(t *testing.T) {
 	files, err := filepath.Glob("../../grafana/dashboards/*.json")
 	require.NoError(t, err)
 	require.Len(t, files, 2)
+	shown := map[string]map[string]any{} // benchmark → where → the tier the dashboard showed
 
 	query := func(sql string) []map[string]any {
 		t.Helper()
@@ -211,9 +224,9 @@ func TestDashboardPanelsAgreeWithTheAPI(t *testing.T) {
 		require.NoError(t, rows.Err(), sql)
 		return out
 	}
-	api := func(selection url.Values, interval string) map[string]any {
+	api := func(selection url.Values, interval, benchmark string) map[string]any {
 		t.Helper()
-		q := url.Values{"from": {"2026-11-01"}, "to": {"2026-11-08"}, "interval": {interval}}
+		q := url.Values{"from": {"2026-11-01"}, "to": {"2026-11-08"}, "interval": {interval}, "benchmark": {benchmark}}
 		for k, v := range selection {
 			q[k] = v
 		}
@@ -251,6 +264,14 @@ func TestDashboardPanelsAgreeWithTheAPI(t *testing.T) {
 						names = append(names, r["__value"].(string))
 					}
 					require.Equal(t, []string{"", "empty", "generated", "it's a team"}, names)
+				case "benchmark":
+					// The benchmarks table's, newest first, named as tier_source names them.
+					var values, labels []string
+					for _, r := range rows {
+						values, labels = append(values, r["__value"].(string)), append(labels, r["__text"].(string))
+					}
+					require.Equal(t, benchmarks, values)
+					require.Equal(t, []string{"DORA 2024", "DORA 2023"}, labels)
 				default:
 					require.NotEmpty(t, rows, "variable %s", v.Name)
 				}
@@ -276,83 +297,127 @@ func TestDashboardPanelsAgreeWithTheAPI(t *testing.T) {
 			{"two teams, a quote in a name", []string{"generated", "it's a team"}, offered([]string{"generated", "it's a team"}),
 				url.Values{"team": {"generated", "it's a team"}}},
 		} {
-			t.Run(d.Title+"/"+sel.name, func(t *testing.T) {
-				report := api(sel.apiParams, "all")
-				weekly := api(sel.apiParams, "week")["series"].([]any)
-				vars := map[string][]string{"pipeline": sel.pipelines, "team": sel.teams}
-				single := map[string]string{"environment": "production", "interval": "week"}
-				for _, p := range flattenPanels(d.Panels) {
-					if p.Type == "row" {
-						continue
+			for _, benchmark := range benchmarks {
+				record := func(where string, tier any) {
+					if shown[benchmark] == nil {
+						shown[benchmark] = map[string]any{}
 					}
-					for _, tg := range p.Targets {
-						rows := query(grafanaExpand(tg.RawSQL, from, to, vars, single))
-						switch p.Type {
-						case "stat":
-							path, ok := statFigures[p.Title]
-							require.True(t, ok, "stat panel %q has no API figure to agree with", p.Title)
-							require.Len(t, rows, 1, p.Title)
-							require.Len(t, rows[0], 1, p.Title)
-							for _, v := range rows[0] {
-								require.Equal(t, figure(report, path), v, "%s (%s)", p.Title, sel.name)
-							}
-						case "timeseries":
-							columns, ok := seriesFigures[p.Title]
-							require.True(t, ok, "time series %q has no API figure to agree with", p.Title)
-							require.Len(t, rows, len(weekly), p.Title)
-							var deployments float64
-							for i, r := range rows {
-								bucket := weekly[i].(map[string]any)
-								require.Equal(t, bucket["start"], r["time"].(string)[:10]+"T00:00:00Z", p.Title)
-								for col, field := range columns {
-									require.Equal(t, bucket[field], r[col], "%s %s bucket %d", p.Title, col, i)
+					shown[benchmark][d.Title+"/"+sel.name+"/"+where] = tier
+				}
+				t.Run(d.Title+"/"+sel.name+"/"+benchmark, func(t *testing.T) {
+					report := api(sel.apiParams, "all", benchmark)
+					require.Equal(t, "DORA "+benchmark, report["tier_source"])
+					weekly := api(sel.apiParams, "week", benchmark)["series"].([]any)
+					vars := map[string][]string{"pipeline": sel.pipelines, "team": sel.teams}
+					single := map[string]string{"environment": "production", "interval": "week", "benchmark": benchmark}
+					tiers := 0
+					for _, p := range flattenPanels(d.Panels) {
+						if p.Type == "row" {
+							continue
+						}
+						for _, tg := range p.Targets {
+							rows := query(grafanaExpand(tg.RawSQL, from, to, vars, single))
+							switch p.Type {
+							case "stat":
+								path, ok := statFigures[p.Title]
+								require.True(t, ok, "stat panel %q has no API figure to agree with", p.Title)
+								require.Len(t, rows, 1, p.Title)
+								if slices.Contains(tieredPanels, p.Title) {
+									require.Len(t, rows[0], 2, "%s: its figure and its tier", p.Title)
+									tier, ok := rows[0]["tier"]
+									require.True(t, ok, "%s has a column tier", p.Title)
+									require.Equal(t, figure(report, []string{path[0], "tier"}), tier, "%s's tier (%s)", p.Title, sel.name)
+									record(p.Title, tier)
+									tiers++
+								} else {
+									require.Len(t, rows[0], 1, p.Title)
 								}
-								if v, ok := r["successful deployments"].(float64); ok {
-									deployments += v
-								}
-							}
-							if p.Title == "Deployments per $interval" {
-								require.Equal(t, figure(report, statFigures["Deployments"]), deployments)
-							}
-						case "table":
-							switch p.Title {
-							case "Pipelines":
-								require.Len(t, rows, len(sel.pipelines))
-								for _, r := range rows {
-									per := api(url.Values{"pipeline_id": {r["pipeline"].(string)}}, "all")
-									for col, path := range comparisonFigures {
-										require.Equal(t, figure(per, path), r[col], "%s: %s", r["pipeline"], col)
+								for col, v := range rows[0] {
+									if col != "tier" {
+										require.Equal(t, figure(report, path), v, "%s (%s)", p.Title, sel.name)
 									}
 								}
-							case "Organisation and teams":
-								// The organisation first, then the teams chosen (every team for "(all pipelines)").
-								wantTeams := sel.teams
-								if slices.Contains(sel.teams, "") {
-									wantTeams = []string{"empty", "generated", "it's a team"}
-								}
-								require.Len(t, rows, 1+len(wantTeams))
+							case "timeseries":
+								columns, ok := seriesFigures[p.Title]
+								require.True(t, ok, "time series %q has no API figure to agree with", p.Title)
+								require.Len(t, rows, len(weekly), p.Title)
+								var deployments float64
 								for i, r := range rows {
-									selection, name, members := url.Values{}, "(all pipelines)", teamPipelines[""]
-									if i > 0 {
-										name, members = wantTeams[i-1], teamPipelines[wantTeams[i-1]]
-										selection.Set("team", name)
+									bucket := weekly[i].(map[string]any)
+									require.Equal(t, bucket["start"], r["time"].(string)[:10]+"T00:00:00Z", p.Title)
+									for col, field := range columns {
+										require.Equal(t, bucket[field], r[col], "%s %s bucket %d", p.Title, col, i)
 									}
-									require.Equal(t, name, r["team"])
-									require.Equal(t, float64(len(members)), r["pipelines"])
-									per := api(selection, "all")
-									for col, path := range comparisonFigures {
-										require.Equal(t, figure(per, path), r[col], "%s: %s", r["team"], col)
+									if v, ok := r["successful deployments"].(float64); ok {
+										deployments += v
 									}
 								}
-							default: // recent activity: it runs, which is what there is to check
+								if p.Title == "Deployments per $interval" {
+									require.Equal(t, figure(report, statFigures["Deployments"]), deployments)
+								}
+							case "table":
+								switch p.Title {
+								case "Pipelines":
+									require.Len(t, rows, len(sel.pipelines))
+									for _, r := range rows {
+										per := api(url.Values{"pipeline_id": {r["pipeline"].(string)}}, "all", benchmark)
+										for col, path := range comparisonFigures {
+											require.Contains(t, r, col)
+											require.Equal(t, figure(per, path), r[col], "%s: %s", r["pipeline"], col)
+											if path[1] == "tier" {
+												record(fmt.Sprint(p.Title, "/", r["pipeline"], "/", col), r[col])
+											}
+										}
+									}
+									tiers++
+								case "Organisation and teams":
+									// The organisation first, then the teams chosen (every team for "(all pipelines)").
+									wantTeams := sel.teams
+									if slices.Contains(sel.teams, "") {
+										wantTeams = []string{"empty", "generated", "it's a team"}
+									}
+									require.Len(t, rows, 1+len(wantTeams))
+									for i, r := range rows {
+										selection, name, members := url.Values{}, "(all pipelines)", teamPipelines[""]
+										if i > 0 {
+											name, members = wantTeams[i-1], teamPipelines[wantTeams[i-1]]
+											selection.Set("team", name)
+										}
+										require.Equal(t, name, r["team"])
+										require.Equal(t, float64(len(members)), r["pipelines"])
+										per := api(selection, "all", benchmark)
+										for col, path := range comparisonFigures {
+											require.Contains(t, r, col)
+											require.Equal(t, figure(per, path), r[col], "%s: %s", r["team"], col)
+											if path[1] == "tier" {
+												record(fmt.Sprint(p.Title, "/", r["team"], "/", col), r[col])
+											}
+										}
+									}
+									tiers++
+								default: // recent activity: it runs, which is what there is to check
+								}
+							default:
+								t.Fatalf("panel %q: no check for panels of type %s", p.Title, p.Type)
 							}
-						default:
-							t.Fatalf("panel %q: no check for panels of type %s", p.Title, p.Type)
 						}
 					}
-				}
-			})
+					require.Positive(t, tiers, "%s shows tiers: some were checked", d.Title)
+				})
+			}
 		}
 	}
 	require.True(t, slices.Contains(files, "../../grafana/dashboards/dora-overview.json"))
+
+	// Some tier differs between the benchmarks, or a dashboard that ignored $benchmark would pass.
+	require.Len(t, shown, len(benchmarks))
+	require.Equal(t, len(shown["2023"]), len(shown["2024"]))
+	var differ []string
+	for where, tier := range shown["2024"] {
+		if tier != shown["2023"][where] {
+			differ = append(differ, fmt.Sprintf("%s: %v in 2024, %v in 2023", where, tier, shown["2023"][where]))
+		}
+	}
+	require.NotEmpty(t, differ, "the scenario rates no key differently in DORA 2023 and DORA 2024")
+	t.Logf("%d of %d tiers differ between the benchmarks, such as %s", len(differ), len(shown["2024"]), slices.Min(differ))
 }

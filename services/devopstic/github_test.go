@@ -200,5 +200,5 @@ func TestGitHubFlowGivesTheDORAFigures(t *testing.T) {
 	require.Equal(t, 2*3600.0, lt["deploy_median_seconds"], "approved to deployed")
 	cfr := r["change_failure_rate"].(map[string]any)
 	require.Equal(t, 1.0, cfr["failed"], "the incident names m1, which this deployment first shipped")
-	require.Equal(t, 3600.0, r["time_to_restore"].(map[string]any)["median_seconds"])
+	require.Equal(t, 3600.0, r["failed_deployment_recovery_time"].(map[string]any)["median_seconds"])
 }

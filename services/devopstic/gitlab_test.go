@@ -248,7 +248,7 @@ func TestGitLabFlowGivesTheDORAFigures(t *testing.T) {
 	require.Equal(t, 1.0, r["deployment_frequency"].(map[string]any)["deployments"])
 	cfr := r["change_failure_rate"].(map[string]any)
 	require.Equal(t, 1.0, cfr["failed"], "the incident issue names M, which this deployment first shipped")
-	ttr := r["time_to_restore"].(map[string]any)
+	ttr := r["failed_deployment_recovery_time"].(map[string]any)
 	require.Equal(t, 3.0, ttr["incidents"], "GitLab, PagerDuty and Alertmanager each gave one")
 	require.Equal(t, 2*3600.0, ttr["median_seconds"], "median of 1h, 2h and 3h")
 	require.Equal(t, 0.0, ttr["open_incidents"])

@@ -34,14 +34,16 @@ const storyWeek = "from=2026-03-02&to=2026-03-09"
 const storyByTags = `{
   "pipeline_id": "%s", "environment": "production",
   "from": "2026-03-02T00:00:00Z", "to": "2026-03-09T00:00:00Z", "interval": "all",
-  "tier_source": "DORA 2023",
+  "tier_source": "DORA 2024",
   "deployment_frequency": {"deployments": 3, "per_day": 0.4286, "per_week": 3, "tier": "high"},
   "lead_time_for_changes": {"changes": 6, "median_seconds": 7200, "p90_seconds": 10800, "mean_seconds": 7800,
                             "review_median_seconds": null, "deploy_median_seconds": null, "tier": "elite"},
   "change_failure_rate": {"deployments": 3, "failed": 0, "rate": 0, "tier": "elite"},
+  "failed_deployment_recovery_time": {"incidents": 0, "open_incidents": 0, "median_seconds": null, "p90_seconds": null,
+                                      "mean_seconds": null, "tier": null},
+  "rework_rate": {"deployments": 3, "rework": 0, "rate": 0},
   "time_to_restore": {"incidents": 0, "open_incidents": 0, "median_seconds": null, "p90_seconds": null,
-                      "mean_seconds": null, "tier": null},
-  "rework_rate": {"deployments": 3, "rework": 0, "rate": 0}
+                      "mean_seconds": null, "tier": null}
 }`
 
 // storyByMerges is the story's report with main's merges as the deployments: m1 (hour 13) ships
@@ -50,14 +52,16 @@ const storyByTags = `{
 const storyByMerges = `{
   "pipeline_id": "%s", "environment": "production",
   "from": "2026-03-02T00:00:00Z", "to": "2026-03-09T00:00:00Z", "interval": "all",
-  "tier_source": "DORA 2023",
+  "tier_source": "DORA 2024",
   "deployment_frequency": {"deployments": 1, "per_day": 0.1429, "per_week": 1, "tier": "high"},
   "lead_time_for_changes": {"changes": 5, "median_seconds": 10800, "p90_seconds": 41760, "mean_seconds": 20880,
                             "review_median_seconds": null, "deploy_median_seconds": null, "tier": "elite"},
   "change_failure_rate": {"deployments": 1, "failed": 0, "rate": 0, "tier": "elite"},
+  "failed_deployment_recovery_time": {"incidents": 0, "open_incidents": 0, "median_seconds": null, "p90_seconds": null,
+                                      "mean_seconds": null, "tier": null},
+  "rework_rate": {"deployments": 1, "rework": 0, "rate": 0},
   "time_to_restore": {"incidents": 0, "open_incidents": 0, "median_seconds": null, "p90_seconds": null,
-                      "mean_seconds": null, "tier": null},
-  "rework_rate": {"deployments": 1, "rework": 0, "rate": 0}
+                      "mean_seconds": null, "tier": null}
 }`
 
 // importInto runs `devopstic import ...` against the stack, returning what it printed.
@@ -194,7 +198,7 @@ func TestImportGitHubEqualsTheSameStoryDeliveredLive(t *testing.T) {
 			Incidents     int    `json:"incidents"`
 			OpenIncidents int    `json:"open_incidents"`
 			Median        *int64 `json:"median_seconds"`
-		} `json:"time_to_restore"`
+		} `json:"failed_deployment_recovery_time"`
 		LT struct{ Changes int } `json:"lead_time_for_changes"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(live), &r))

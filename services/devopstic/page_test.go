@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -220,11 +221,27 @@ func TestPageShowsTheAPIsFigures(t *testing.T) {
 		// 5 keys × 2 windows: 3+3+3+2+2 figures each, and the open incidents.
 		require.Equal(t, 2*(4+3+4+3+2)+1, n, "%s shows every figure", row)
 	}
-	org := api("organisation", "", 90)["time_to_restore"].(map[string]any)
+	org := api("organisation", "", 90)["failed_deployment_recovery_time"].(map[string]any)
 	require.Equal(t, 1.0, org["open_incidents"])
 	require.Contains(t, body, `data-open-incidents="1"`)
 	require.Contains(t, body, "<svg class=\"trend\"")
 	require.Contains(t, body, "<polyline points=")
+
+	// The tiers are the API's default benchmark's, named with a link to its report; the keys
+	// have DORA's current names, grouped as DORA groups them.
+	require.Equal(t, "DORA 2024", api("organisation", "", 90)["tier_source"])
+	require.Contains(t, body, `Tiers: <a href="https://dora.dev/research/2024/dora-report/" data-tier-source="DORA 2024">DORA 2024</a>.`)
+	section := body[strings.Index(body, `<section class="row" data-kind="organisation"`):]
+	section = section[:strings.Index(section, "</section>")]
+	var order []string
+	for _, name := range []string{">Throughput<", ">Deployment frequency<", ">Lead time for changes<", ">Failed deployment recovery time<",
+		">Instability<", ">Change failure rate<", ">Rework rate<"} {
+		at := strings.Index(section, name)
+		require.GreaterOrEqual(t, at, 0, "the organisation's table has %s", name)
+		order = append(order, fmt.Sprintf("%06d %s", at, name))
+	}
+	require.True(t, slices.IsSorted(order), "throughput, then instability: %v", order)
+	require.NotContains(t, body, "Time to restore")
 }
 
 // The page is behind the login: a browser without a session goes to the form; the form's

@@ -79,7 +79,7 @@ func TestPagerDutyFixturesReachTheTables(t *testing.T) {
 
 	var r map[string]any
 	require.NoError(t, json.Unmarshal([]byte(s.getJSON("/api/v1/metrics/dora?pipeline_id=pig208&from=2021-06-01&to=2021-06-08")), &r))
-	require.Equal(t, 3600.0, r["time_to_restore"].(map[string]any)["median_seconds"])
+	require.Equal(t, 3600.0, r["failed_deployment_recovery_time"].(map[string]any)["median_seconds"])
 }
 
 // The signature of PagerDuty's own Go library's test verifies over HTTP too (the body is an

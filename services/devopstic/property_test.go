@@ -111,7 +111,7 @@ func checkHistory(t *testing.T, h *history.History) {
 		if env == "" {
 			env = "production"
 		}
-		want, err := ref.Report(oracle.Query{Pipeline: q.Pipeline, Environment: env, From: q.From, To: q.To, Interval: q.Interval})
+		want, err := ref.Report(oracle.Query{Pipeline: q.Pipeline, Environment: env, From: q.From, To: q.To, Interval: q.Interval, Benchmark: q.Benchmark})
 		require.NoError(t, err)
 		wantJSON, err := json.Marshal(want)
 		require.NoError(t, err)

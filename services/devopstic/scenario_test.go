@@ -55,7 +55,7 @@ func TestGeneratedScenarioMatchesItsClosedForm(t *testing.T) {
 				Incidents     int64
 				OpenIncidents int64  `json:"open_incidents"`
 				Median        *int64 `json:"median_seconds"`
-			} `json:"time_to_restore"`
+			} `json:"failed_deployment_recovery_time"`
 			Rework struct{ Rework int64 } `json:"rework_rate"`
 		}
 		require.NoError(t, json.Unmarshal([]byte(s.getJSON("/api/v1/metrics/dora?"+q.Encode())), &r))

@@ -119,7 +119,7 @@ func TestUICheck(t *testing.T) {
 			for (const d of figures) {
 				const f = d.dataset.figure;
 				// Every demo pipeline deploys, commits and fails now and then; not all have incidents.
-				const optional = f.startsWith('time_to_restore') && s.dataset.kind !== 'organisation';
+				const optional = f.startsWith('failed_deployment_recovery_time') && s.dataset.kind !== 'organisation';
 				if (!optional && d.value === '') missing.push(name + ': ' + f + ' is empty');
 				if (/NaN|undefined|Inf/.test(d.value + d.textContent)) missing.push(name + ': ' + f + ' reads ' + d.textContent);
 			}
