@@ -145,6 +145,17 @@ func (s *Store) DeriveQueued(ctx context.Context) (int64, error) {
 	return deriveQueued(ctx, s.pool, "")
 }
 
+// Queued counts the keys waiting in the derivation queue.
+func (s *Store) Queued(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM derive_queue_commits)
+    + (SELECT count(*) FROM derive_queue_attempts) + (SELECT count(*) FROM derive_queue_incidents)`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count the derivation queue: %w", err)
+	}
+	return n, nil
+}
+
 // deriveQueuedPipelines is how many pipelines' queues one transaction derives.
 const deriveQueuedPipelines = 32
 

@@ -25,6 +25,10 @@ type Metrics struct {
 	Retries prometheus.Counter
 	// LastBatchSize is the number of messages in the last batch fetched.
 	LastBatchSize prometheus.Gauge
+	// Deferred counts full batches, whose derivation was queued.
+	Deferred prometheus.Counter
+	// Derived counts the keys (commits, deployment attempts, incidents) derived from the queue.
+	Derived prometheus.Counter
 
 	// The backlog and the lag are read from NATS at each scrape (Collect) rather than kept up
 	// to date: the consumer's counts change with every publish, which the writer does not see.
@@ -58,10 +62,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DeadLettered:  counter("devopstic_writer_dead_lettered_total", "Messages saved in dead_letters and terminated."),
 		Retries:       counter("devopstic_writer_transient_retries_total", "Writes retried after a transient failure (Postgres unavailable, a deadlock)."),
 		LastBatchSize: prometheus.NewGauge(prometheus.GaugeOpts{Name: "devopstic_writer_last_batch_size", Help: "Messages in the last batch fetched from the stream."}),
+		Deferred:      counter("devopstic_writer_deferred_batches_total", "Full batches (the writer is behind) whose derived facts were queued, to be derived once caught up."),
+		Derived:       counter("devopstic_writer_derived_keys_total", "Commits, deployment attempts and incidents derived from the queue that full batches, replays and rebuilds leave."),
 	}
 	m.position.Store(time.Now().UnixNano())
 	if reg != nil {
-		reg.MustRegister(m.Written, m.Batches, m.DeadLettered, m.Retries, m.LastBatchSize, backlog{m})
+		reg.MustRegister(m.Written, m.Batches, m.DeadLettered, m.Retries, m.LastBatchSize, m.Deferred, m.Derived, backlog{m})
 	}
 	return m
 }

@@ -10,6 +10,13 @@
 // decode, a value Postgres refuses) goes to dead_letters, at once when the payload cannot be
 // decoded, after MaxDeliver failed deliveries otherwise.
 //
+// A batch derives the facts that depend on what it wrote (migrations 0009 and 0012) in its
+// own transaction, unless it is full: then the writer is behind, and it queues the derivation
+// instead (store.Deferred), to derive the queue in one pass once it has caught up (a batch
+// that is not full, or a quiet moment) or, while it stays behind, every DeriveEvery. A change
+// that several batches of a backlog touch is then derived once, not once per batch; readers
+// see the derived figures lag the base facts by as much as the writer lags the stream.
+//
 // Mapping and writing live in Applier (apply.go), which replay, rebuild and dead-letter retry
 // share with the writer; the writer itself only fetches and settles messages.
 package writer
@@ -57,12 +64,24 @@ type Config struct {
 // ErrPoison marks a message that can never be written as it is.
 var ErrPoison = errors.New("message cannot be written")
 
+// DeriveEvery is how often a writer that stays behind derives what its full batches queued.
+const DeriveEvery = 30 * time.Second
+
 // Writer consumes the stream into the store.
 type Writer struct {
-	cons  jetstream.Consumer
-	apply *Applier
-	cfg   Config
-	log   *slog.Logger
+	cons     jetstream.Consumer
+	apply    *Applier // derives in each batch's transaction
+	deferred *Applier // queues the derivation (full batches)
+	store    *store.Store
+	cfg      Config
+	log      *slog.Logger
+
+	// owed is set when the derivation queue may hold keys: after a full batch, and at start
+	// (a crash, a replay or another writer may have left some).
+	owed bool
+	// nextDerive is the earliest time to derive the queue while behind, or to try again
+	// after a failure.
+	nextDerive time.Time
 }
 
 // New returns a writer for the consumer cons (see stream.EnsureConsumer).
@@ -70,7 +89,11 @@ func New(cons jetstream.Consumer, st *store.Store, cfg Config, log *slog.Logger)
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
-	return &Writer{cons: cons, apply: &Applier{Store: st, RetryMax: cfg.RetryMax, Log: log, Retries: cfg.Metrics.Retries}, cfg: cfg, log: log}
+	apply := Applier{Store: st, RetryMax: cfg.RetryMax, Log: log, Retries: cfg.Metrics.Retries}
+	deferred := apply
+	deferred.Sink = st.Deferred()
+	return &Writer{cons: cons, apply: &apply, deferred: &deferred, store: st, cfg: cfg, log: log,
+		owed: true, nextDerive: time.Now().Add(DeriveEvery)}
 }
 
 // Run consumes until ctx is done, then finishes the batch in hand (or, if Postgres is failing,
@@ -97,6 +120,10 @@ func (w *Writer) Run(ctx context.Context) error {
 		if len(batch) > 0 {
 			w.handle(ctx, batch)
 		}
+		caughtUp := len(batch) < w.cfg.BatchSize
+		if w.owed && (caughtUp || !time.Now().Before(w.nextDerive)) && err == nil {
+			w.derive(ctx)
+		}
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 			return nil
 		}
@@ -114,9 +141,17 @@ func (w *Writer) Run(ctx context.Context) error {
 }
 
 // collect waits for a first message, then takes more until the batch is full or BatchWait has
-// passed since the first.
+// passed since the first. While derivation is owed it waits BatchWait at most for the first,
+// and returns no batch when none came: a quiet moment to derive.
 func (w *Writer) collect(it jetstream.MessagesContext) ([]jetstream.Msg, error) {
-	first, err := it.Next()
+	var opts []jetstream.NextOpt
+	if w.owed {
+		opts = append(opts, jetstream.NextMaxWait(max(w.cfg.BatchWait, 10*time.Millisecond)))
+	}
+	first, err := it.Next(opts...)
+	if w.owed && errors.Is(err, nats.ErrTimeout) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +198,13 @@ func (w *Writer) handle(ctx context.Context, batch []jetstream.Msg) {
 			_ = m.InProgress()
 		}
 	}
-	for i, err := range w.apply.Apply(ctx, in, keepAlive) {
+	apply := w.apply
+	if len(batch) == w.cfg.BatchSize && w.cfg.BatchSize > 1 {
+		// Behind: queue the derivation, and derive once caught up (see the package comment).
+		apply, w.owed = w.deferred, true
+		w.cfg.Metrics.Deferred.Inc()
+	}
+	for i, err := range apply.Apply(ctx, in, keepAlive) {
 		m := msgs[i]
 		switch {
 		case err == nil:
@@ -180,6 +221,25 @@ func (w *Writer) handle(ctx context.Context, batch []jetstream.Msg) {
 			_ = m.NakWithDelay(backoff(deliveries(m), w.cfg.RetryMax))
 		}
 	}
+}
+
+// derive derives what full batches (or anything else) queued. A failure (Postgres down) leaves
+// the queue as it is, to be tried again a second later; the base facts are written.
+func (w *Writer) derive(ctx context.Context) {
+	began := time.Now()
+	n, err := w.store.DeriveQueued(ctx)
+	w.cfg.Metrics.Derived.Add(float64(n))
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Warn("cannot derive the queued facts yet", "error", err)
+		}
+		w.nextDerive = time.Now().Add(time.Second)
+		return
+	}
+	if n > 0 {
+		w.log.Info("derived the queued facts", "keys", n, "took", time.Since(began).Round(time.Millisecond))
+	}
+	w.owed, w.nextDerive = false, time.Now().Add(DeriveEvery)
 }
 
 // deadLetter records a message in dead_letters and terminates it. If the record cannot be

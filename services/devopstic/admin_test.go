@@ -412,7 +412,7 @@ func TestRebuildWhileWriting(t *testing.T) {
 	s := startStack(t, "")
 	received := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	publish(t, s.nats, messages(t, events[:preload], received))
-	waitSettled(t, s.nats, 5*time.Minute)
+	waitSettled(t, s.nats, s.db, 5*time.Minute)
 
 	changesBefore := s.count(`SELECT count(*) FROM changes`)
 	done := make(chan error, 1)
@@ -463,7 +463,7 @@ func TestRebuildWhileWriting(t *testing.T) {
 	caught := regexp.MustCompile(`(\d+) written meanwhile caught up`).FindStringSubmatch(out)
 	require.NotNil(t, caught, out)
 	require.NotEqual(t, "0", caught[1], "nothing was written during the rebuild: the test proves nothing")
-	waitSettled(t, s.nats, time.Minute)
+	waitSettled(t, s.nats, s.db, time.Minute)
 	compareDumps(t, fmt.Sprintf("rebuild of %d events while %d more were written", preload, during), want, fullDump(t, s.db))
 }
 

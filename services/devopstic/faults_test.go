@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -199,9 +200,11 @@ func (s *stack) post(events []string, perRequest int, accepted *atomic.Int64) (r
 	return retries
 }
 
-// waitSettled waits until the writers have settled every message of the stream.
-func waitSettled(t testing.TB, n *testenv.NATS, timeout time.Duration) {
+// waitSettled waits until the writers have settled every message of the stream and derived
+// what their full batches queued (see waitDerived).
+func waitSettled(t testing.TB, n *testenv.NATS, db *pgxpool.Pool, timeout time.Duration) {
 	t.Helper()
+	defer waitDerived(t, db, timeout)
 	nc, err := stream.ConnectAs(n.URL, "test-wait", n.Login(stream.RoleAdmin))
 	require.NoError(t, err)
 	defer nc.Close()
@@ -245,9 +248,10 @@ func TestThreeWritersWriteTheSameTables(t *testing.T) {
 	for range 3 {
 		writerProcess(t, dbURL, n)
 	}
-	waitSettled(t, n, 3*time.Minute)
+	db := openPool(t, dbURL)
+	waitSettled(t, n, db, 3*time.Minute)
 	t.Logf("3 writers: %d events sent, drained in %s", len(events), time.Since(began).Round(time.Millisecond))
-	compareDumps(t, "3 writers vs a clean single run", want, fullDump(t, openPool(t, dbURL)))
+	compareDumps(t, "3 writers vs a clean single run", want, fullDump(t, db))
 }
 
 // 100,000 events posted while the writer is SIGKILLed and restarted at random every few
@@ -295,7 +299,7 @@ func TestChaosWriterKilledAtRandom(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	w := writerProcess(t, dbURL, s.nats)
-	waitSettled(t, s.nats, 3*time.Minute)
+	waitSettled(t, s.nats, s.db, 3*time.Minute)
 	require.NoError(t, w.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, w.Wait())
 	t.Logf("writer SIGKILLed %d times (%d while posting); %d events posted in %s (%d requests retried); all written after %s",
@@ -323,7 +327,7 @@ func TestChaosPostgresStopped30s(t *testing.T) {
 	// Keep it down for 30 s in all.
 	time.Sleep(30*time.Second - time.Since(stopped))
 	require.NoError(t, cluster.StartAgain(context.Background()))
-	waitSettled(t, s.nats, 3*time.Minute)
+	waitSettled(t, s.nats, s.db, 3*time.Minute)
 	t.Logf("Postgres down 30 s; 10,000 events posted while it was down in %s (%d requests retried); all written %s after it came back",
 		postedWhileDown.Round(time.Millisecond), retries, time.Since(stopped.Add(30*time.Second)).Round(time.Millisecond))
 	_ = began
@@ -355,7 +359,7 @@ func TestChaosNATSRestarted(t *testing.T) {
 	require.NoError(t, s.nats.Start())
 	outage := time.Since(down)
 	<-done
-	waitSettled(t, s.nats, 3*time.Minute)
+	waitSettled(t, s.nats, s.db, 3*time.Minute)
 	t.Logf("NATS down %s after %d of %d events were accepted; %d requests retried after a 503 or a refused connection",
 		outage.Round(100*time.Millisecond), atStop, len(events), retries)
 	require.Less(t, atStop, int64(len(events)), "the load ended before the outage: the test proves nothing")
@@ -451,4 +455,17 @@ func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed)) 
 
 func slogFor(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// waitDerived waits until the derivation queue is empty: a writer that wrote a full batch (it
+// was behind) derives its facts once it has caught up, a moment after it acknowledged them.
+func waitDerived(t testing.TB, db *pgxpool.Pool, timeout time.Duration) {
+	t.Helper()
+	var queued int
+	ok := assertEventually(func() bool {
+		err := db.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM derive_queue_commits)
+    + (SELECT count(*) FROM derive_queue_attempts) + (SELECT count(*) FROM derive_queue_incidents)`).Scan(&queued)
+		return err == nil && queued == 0
+	}, timeout)
+	require.True(t, ok, "the writers did not derive what they queued: %d keys left", queued)
 }

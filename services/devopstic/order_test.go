@@ -101,6 +101,7 @@ func (s *stack) waitDrained() {
 		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= last
 	}, 60*time.Second)
 	require.True(s.t, ok, "writer did not drain the stream: %+v", info)
+	waitDerived(s.t, s.db, 60*time.Second)
 }
 
 // publishRaw puts events on the stream as the ingest would, but without Nats-Msg-Id, so that a
