@@ -104,11 +104,17 @@ type Options struct {
 	derive func(ctx context.Context, applied int) error
 }
 
+// analyzeAfter is how many messages a replay applies before its tables' statistics are worth
+// refreshing: before its first derivation, and at its end.
+const analyzeAfter = 10_000
+
 // deriver derives what a replay's deferred writes queued, every so many messages.
 type deriver struct {
 	store    *store.Store
 	every    int
 	pending  int // messages applied since the last derivation
+	applied  int // in all
+	analyzed bool
 	progress io.Writer
 }
 
@@ -116,15 +122,24 @@ type deriver struct {
 // last time.
 func (d *deriver) maybe(ctx context.Context, applied int) error {
 	d.pending += applied
+	d.applied += applied
 	if d.pending < d.every {
 		return nil
 	}
 	return d.now(ctx)
 }
 
-// now derives everything queued (also what an interrupted replay left queued).
+// now derives everything queued (also what an interrupted replay left queued). The first time
+// after many messages it analyzes the tables first: a replay into empty tables leaves
+// statistics that describe them empty, and derivation's plans would follow them.
 func (d *deriver) now(ctx context.Context) error {
 	began := time.Now()
+	if !d.analyzed && d.applied >= analyzeAfter {
+		if err := d.store.Analyze(ctx); err != nil {
+			return err
+		}
+		d.analyzed = true
+	}
 	n, err := d.store.DeriveQueued(ctx)
 	if err != nil {
 		return err
@@ -173,7 +188,12 @@ func Stream(ctx context.Context, js jetstream.JetStream, ap *writer.Applier, rng
 		opts.derive = d.maybe
 		defer func() {
 			// Derive what was applied even when interrupted: the base facts are written.
-			if derr := d.now(context.WithoutCancel(ctx)); derr != nil {
+			ctx := context.WithoutCancel(ctx)
+			derr := d.now(ctx)
+			if derr == nil && d.applied >= analyzeAfter {
+				derr = ap.Store.Analyze(ctx) // for the readers' plans
+			}
+			if derr != nil {
 				err = errors.Join(err, derr)
 			}
 		}()

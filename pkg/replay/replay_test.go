@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -313,4 +314,48 @@ func TestRetryDeadLetters(t *testing.T) {
 	sum, err = replay.RetryDeadLetters(ctx, &e.ap, nil, 1)
 	require.NoError(t, err)
 	require.Zero(t, sum.Tried, "nothing left to retry")
+}
+
+// A replay into the live tables queues its derivation and derives it every DeriveEvery
+// messages and at its end: the tables equal those the writer's own path (deriving in each
+// batch) writes, nothing is left queued, and after that many messages the tables' statistics
+// are fresh (ANALYZE), for derivation's plans and the readers'.
+func TestStreamDerivesWhatItQueued(t *testing.T) {
+	t.Parallel()
+	raws := events(12_000)
+	js := publish(t, raws)
+	ctx := context.Background()
+
+	inline := setup(t)
+	inline.write(t, raws)
+	want := inline.dump(t)
+	require.Positive(t, inline.count(t, `SELECT count(*) FROM change_deployments`))
+
+	e := setup(t)
+	began := time.Now()
+	var progress strings.Builder
+	sum, err := replay.Stream(ctx, js, &e.ap, replay.Range{From: replay.Bound{Seq: 1}},
+		replay.Options{BatchSize: 500, DeriveEvery: 5000, Progress: &progress})
+	require.NoError(t, err)
+	require.Equal(t, int64(len(raws)), sum.Messages)
+	require.Equal(t, 3, strings.Count(progress.String(), "derived "), "at 5,000 and 10,000 messages, and at the end:\n%s", progress.String())
+	queued, err := e.st.Queued(ctx)
+	require.NoError(t, err)
+	require.Zero(t, queued)
+	require.Equal(t, want, e.dump(t))
+	for _, table := range []string{"change_deployments", "lead_time_days", "deployments"} {
+		q := `SELECT t::text FROM ` + table + ` t ORDER BY 1`
+		rows, err := inline.db.Query(ctx, q)
+		require.NoError(t, err)
+		wantRows, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		rows, err = e.db.Query(ctx, q)
+		require.NoError(t, err)
+		gotRows, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		require.Equal(t, wantRows, gotRows, table)
+	}
+	var analyzed time.Time
+	require.NoError(t, e.db.QueryRow(ctx, `SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'change_deployments'`).Scan(&analyzed))
+	require.True(t, analyzed.After(began), "analyzed at %s, the replay began at %s", analyzed, began)
 }
