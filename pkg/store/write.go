@@ -9,6 +9,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -159,9 +161,33 @@ func (s *Store) Queued(ctx context.Context) (int64, error) {
 // deriveQueuedPipelines is how many pipelines' queues one transaction derives.
 const deriveQueuedPipelines = 32
 
+// deriveWorkers is how many connections derive the queue at once, each its own share of the
+// pipelines (derivation depends on one pipeline's facts only): Postgres runs a statement on
+// one core, and a queue of a replay's or a backlog's size keeps two busy.
+const deriveWorkers = 2
+
 // deriveQueued drains the queue that searchPath (when not "") makes visible.
 func deriveQueued(ctx context.Context, pool *pgxpool.Pool, searchPath string) (int64, error) {
-	var total int64
+	var (
+		wg    sync.WaitGroup
+		total atomic.Int64
+		errs  = make([]error, deriveWorkers)
+	)
+	for w := range deriveWorkers {
+		wg.Go(func() {
+			errs[w] = deriveShare(ctx, pool, searchPath, w, &total)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return total.Load(), fmt.Errorf("derive the queued facts: %w", err)
+	}
+	return total.Load(), nil
+}
+
+// deriveShare derives the queue of the pipelines whose hash falls to worker w, 32 pipelines per
+// transaction, until it holds none of them.
+func deriveShare(ctx context.Context, pool *pgxpool.Pool, searchPath string, w int, total *atomic.Int64) error {
 	for {
 		var pipelines []string
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
@@ -171,10 +197,13 @@ func deriveQueued(ctx context.Context, pool *pgxpool.Pool, searchPath string) (i
 				}
 			}
 			rows, _ := tx.Query(ctx, `
-SELECT pipeline_id FROM derive_queue_commits
-UNION SELECT pipeline_id FROM derive_queue_attempts
-UNION SELECT pipeline_id FROM derive_queue_incidents
-ORDER BY 1 LIMIT $1`, deriveQueuedPipelines)
+SELECT p FROM (
+    SELECT pipeline_id FROM derive_queue_commits
+    UNION SELECT pipeline_id FROM derive_queue_attempts
+    UNION SELECT pipeline_id FROM derive_queue_incidents
+) AS q(p)
+WHERE (hashtext(p) & 2147483647) % $2 = $3
+ORDER BY 1 LIMIT $1`, deriveQueuedPipelines, deriveWorkers, w)
 			var err error
 			if pipelines, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil || len(pipelines) == 0 {
 				return err
@@ -186,14 +215,11 @@ ORDER BY 1 LIMIT $1`, deriveQueuedPipelines)
 			if err := tx.QueryRow(ctx, `SELECT dora_derive_queued($1)`, pipelines).Scan(&n); err != nil {
 				return err
 			}
-			total += n
+			total.Add(n)
 			return nil
 		})
-		if err != nil {
-			return total, fmt.Errorf("derive the queued facts: %w", err)
-		}
-		if len(pipelines) == 0 {
-			return total, nil
+		if err != nil || len(pipelines) == 0 {
+			return err
 		}
 	}
 }
