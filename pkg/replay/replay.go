@@ -116,6 +116,8 @@ type deriver struct {
 	applied  int // in all
 	analyzed bool
 	progress io.Writer
+	derived  int64         // keys derived in all
+	took     time.Duration // deriving them, and analyzing the tables
 }
 
 // maybe counts applied messages and derives when every of them have been applied since the
@@ -141,6 +143,8 @@ func (d *deriver) now(ctx context.Context) error {
 		d.analyzed = true
 	}
 	n, err := d.store.DeriveQueued(ctx)
+	d.derived += n
+	d.took += time.Since(began)
 	if err != nil {
 		return err
 	}
@@ -154,12 +158,14 @@ func (d *deriver) now(ctx context.Context) error {
 // Summary is what a replay did.
 type Summary struct {
 	Name             string
-	StartSeq, EndSeq uint64 // the range of stream sequences it covered
-	LastSeq          uint64 // the last one applied (or dead-lettered)
-	Resumed          bool   // it went on from an interrupted run's checkpoint
-	Messages         int64  // messages applied or dead-lettered, this run and the runs it resumed
-	DeadLettered     int64  // of them, the ones that went to dead_letters
-	Elapsed          time.Duration
+	StartSeq, EndSeq uint64        // the range of stream sequences it covered
+	LastSeq          uint64        // the last one applied (or dead-lettered)
+	Resumed          bool          // it went on from an interrupted run's checkpoint
+	Messages         int64         // messages applied or dead-lettered, this run and the runs it resumed
+	DeadLettered     int64         // of them, the ones that went to dead_letters
+	Derived          int64         // keys (commits, deployment attempts, incidents) derived
+	Deriving         time.Duration // deriving them, and analyzing the tables
+	Elapsed          time.Duration // derivation included
 	// Gone is how many messages at the start of the range the stream no longer holds
 	// (retention): rebuild from the events table covers them.
 	Gone uint64
@@ -180,6 +186,7 @@ const DefaultDeriveEvery = 100_000
 // it ends: a change touched by many batches is derived once per round rather than once per
 // batch. Into another sink (a rebuild), deriving is the sink's business.
 func Stream(ctx context.Context, js jetstream.JetStream, ap *writer.Applier, rng Range, opts Options) (sum Summary, err error) {
+	began := time.Now()
 	if ap.Sink == nil {
 		deferred := *ap
 		deferred.Sink = ap.Store.Deferred()
@@ -191,11 +198,14 @@ func Stream(ctx context.Context, js jetstream.JetStream, ap *writer.Applier, rng
 			ctx := context.WithoutCancel(ctx)
 			derr := d.now(ctx)
 			if derr == nil && d.applied >= analyzeAfter {
+				analyzing := time.Now()
 				derr = ap.Store.Analyze(ctx) // for the readers' plans
+				d.took += time.Since(analyzing)
 			}
 			if derr != nil {
 				err = errors.Join(err, derr)
 			}
+			sum.Derived, sum.Deriving, sum.Elapsed = d.derived, d.took, time.Since(began)
 		}()
 	}
 	return applyRange(ctx, js, ap, rng, opts)

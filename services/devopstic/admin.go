@@ -186,9 +186,9 @@ func (e *adminEnv) replay(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "replayed stream sequences %d to %d: %d messages applied, %d dead-lettered, in %s (%.0f messages/s)\n",
+	fmt.Fprintf(e.stdout, "replayed stream sequences %d to %d: %d messages applied, %d dead-lettered, in %s (%.0f messages/s; of it, deriving %d commits, deployments and incidents %s)\n",
 		sum.StartSeq, sum.EndSeq, sum.Messages-sum.DeadLettered, sum.DeadLettered, sum.Elapsed.Round(time.Millisecond),
-		float64(sum.Messages)/max(sum.Elapsed.Seconds(), 1e-3))
+		float64(sum.Messages)/max(sum.Elapsed.Seconds(), 1e-3), sum.Derived, sum.Deriving.Round(time.Millisecond))
 	return nil
 }
 
