@@ -105,7 +105,7 @@ type Options struct {
 }
 
 // analyzeAfter is how many messages a replay applies before its tables' statistics are worth
-// refreshing: before its first derivation, and at its end.
+// refreshing at its end.
 const analyzeAfter = 10_000
 
 // deriver derives what a replay's deferred writes queued, every so many messages.
@@ -114,7 +114,6 @@ type deriver struct {
 	every    int
 	pending  int // messages applied since the last derivation
 	applied  int // in all
-	analyzed bool
 	progress io.Writer
 	derived  int64         // keys derived in all
 	took     time.Duration // deriving them, and analyzing the tables
@@ -131,17 +130,9 @@ func (d *deriver) maybe(ctx context.Context, applied int) error {
 	return d.now(ctx)
 }
 
-// now derives everything queued (also what an interrupted replay left queued). The first time
-// after many messages it analyzes the tables first: a replay into empty tables leaves
-// statistics that describe them empty, and derivation's plans would follow them.
+// now derives everything queued (also what an interrupted replay left queued).
 func (d *deriver) now(ctx context.Context) error {
 	began := time.Now()
-	if !d.analyzed && d.applied >= analyzeAfter {
-		if err := d.store.Analyze(ctx); err != nil {
-			return err
-		}
-		d.analyzed = true
-	}
 	n, err := d.store.DeriveQueued(ctx)
 	d.derived += n
 	d.took += time.Since(began)

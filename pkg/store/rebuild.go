@@ -161,14 +161,19 @@ func (r *Rebuild) Write(ctx context.Context, sets []fact.Set) error {
 
 // Derive derives what Write queued in the rebuild's tables, as Store.DeriveQueued does in the
 // live ones. It returns how many keys it derived.
-// The tables are analyzed first: they are new, and their statistics say nothing yet.
+// The tables are analyzed after: they are new, and the planner's statistics of them, which
+// the swap carries into the live tables, say nothing yet.
 func (r *Rebuild) Derive(ctx context.Context) (int64, error) {
+	n, err := deriveQueued(ctx, r.s.pool, r.searchPath())
+	if err != nil {
+		return n, err
+	}
 	for _, t := range StreamTables {
 		if _, err := r.s.pool.Exec(ctx, `ANALYZE `+ident(rebuildSchema, t)); err != nil {
-			return 0, fmt.Errorf("analyze the rebuilt %s: %w", t, err)
+			return n, fmt.Errorf("analyze the rebuilt %s: %w", t, err)
 		}
 	}
-	return deriveQueued(ctx, r.s.pool, r.searchPath())
+	return n, nil
 }
 
 // Swap replaces the contents of the live tables with the rebuilt ones, in one transaction:
