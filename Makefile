@@ -59,7 +59,7 @@ BENCH_SCALE ?= 1
 # tree's ingest and to that ref's, measured in turns in the same run: what a change costs.
 BENCH_BASELINE ?=
 
-bench: build ## the performance table: ceilings, ingest, writer, end to end, metrics API, memory (BENCH_SCALE, BENCH_BASELINE)
+bench: build ## the performance table: ceilings, ingest, writer, replay, rebuild, end to end, metrics API, memory (BENCH_SCALE, BENCH_BASELINE)
 ifneq ($(BENCH_BASELINE),)
 	@tmp=$$(mktemp -d) && git worktree add --detach -q "$$tmp" "$(BENCH_BASELINE)" && \
 	(cd "$$tmp" && CGO_ENABLED=0 $(GO) build -o "$(CURDIR)/$(BIN)/baseline/ingest" ./services/ingest); rc=$$?; \
