@@ -60,7 +60,7 @@ func TestTinyRun(t *testing.T) {
 		"ingest: POST /github/events",
 		"writer: backlog of",
 		"replay: the stream's backlog of",
-		"rebuild: ",
+		"events from the events table, every table recomputed and swapped in",
 		"rebuild: the writers held off during the swap",
 		"end to end: 2000 events/s",
 		"events: one pipeline, 90 days (",
