@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/devopstic/devopstic/pkg/bench"
@@ -27,11 +28,12 @@ func TestTinyRun(t *testing.T) {
 
 	var progress bytes.Buffer
 	n := testenv.StartNATS(t)
+	dbURL := testenv.Postgres(t)
 	rows, err := bench.Run(context.Background(), bench.Config{
 		Scale:         0.0001,
 		IngestBin:     filepath.Join(bin, "ingest"),
 		WriterBin:     filepath.Join(bin, "writer"),
-		DatabaseURL:   testenv.Postgres(t),
+		DatabaseURL:   dbURL,
 		NATSURL:       n.URL,
 		NATSPasswords: n.Passwords,
 		Progress:      &progress,
@@ -74,6 +76,14 @@ func TestTinyRun(t *testing.T) {
 		require.Contains(t, table.String(), figure, "row %q is missing", figure)
 	}
 	require.Len(t, rows, 28)
+	// The replay step's second database is gone once the run is over.
+	conn, err := pgx.Connect(context.Background(), dbURL)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	var left int
+	require.NoError(t, conn.QueryRow(context.Background(),
+		`SELECT count(*) FROM pg_database WHERE datname = current_database() || '_replay'`).Scan(&left))
+	require.Zero(t, left, "the replayed database was not dropped")
 	for _, r := range rows {
 		require.NotEmpty(t, r.Measured, "row %q has no measurement", r.Figure)
 		require.NotContains(t, r.Measured, "NaN", r.Figure)
