@@ -3,9 +3,9 @@
 // over HTTP, the writer draining a backlog, that backlog replayed from the stream into a second,
 // empty database and every table of it rebuilt (as `devopstic replay` and `devopstic rebuild`
 // do), the latency from a 202 to the derived row under a steady load, the metrics API over a
-// year of history, the writer again once the tables are full, and the services' peak memory. The ingest and the writer run as processes of their
-// own, built from services/; Run prints one table with each figure beside its ceiling or
-// baseline and the target it is held to.
+// year of history, the writer again once the tables are full, and the services' peak memory.
+// The ingest and the writer run as processes of their own, built from services/; Run prints
+// one table with each figure beside its ceiling or baseline and the target it is held to.
 package bench
 
 import (
