@@ -38,7 +38,7 @@ func (r *runner) measureReplay(ctx context.Context) error {
 		return errors.New("no backlog in the stream to replay: the writer step into empty tables did not run")
 	}
 	// What the writer made of the backlog, to compare with: the run's database holds nothing else yet.
-	want, err := rowCounts(ctx, r.cfg.DatabaseURL)
+	want, err := r.st.RowCounts(ctx)
 	if err != nil {
 		return fmt.Errorf("the writer's tables: %w", err)
 	}
@@ -186,16 +186,6 @@ func (r *runner) dropReplayDB(ctx context.Context) error {
 		return fmt.Errorf("%s: %w", stmt, err)
 	}
 	return nil
-}
-
-// rowCounts counts the rows of the stream's tables (store.RowCounts) in the database at dbURL.
-func rowCounts(ctx context.Context, dbURL string) (map[string]int64, error) {
-	st, err := store.Open(ctx, dbURL, 1)
-	if err != nil {
-		return nil, err
-	}
-	defer st.Close()
-	return st.RowCounts(ctx)
 }
 
 // sameCounts fails when two sets of row counts differ on a table of store.StreamTables: the
