@@ -52,7 +52,7 @@ chaos: ## the fault tests: writers SIGKILLed, Postgres and NATS stopped, duplica
 	DEVOPSTIC_CHAOS=1 $(GO) test -count=1 -v -timeout 30m -run 'TestChaos|TestRebuildWhileWriting' ./services/devopstic/
 
 # BENCH_SCALE multiplies every size: 1 (the default) loads 10 million events for the metrics API,
-# drains two backlogs of a million, and replays and rebuilds the first (about 35 minutes on 2
+# drains two backlogs of a million, and replays and rebuilds the first (about 40 minutes on 2
 # cores); 0.01 is a quick look.
 BENCH_SCALE ?= 1
 
