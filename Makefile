@@ -51,15 +51,16 @@ endef
 chaos: ## the fault tests: writers SIGKILLed, Postgres and NATS stopped, duplicates, shuffles, poison, replays, rebuild (about 4 minutes)
 	DEVOPSTIC_CHAOS=1 $(GO) test -count=1 -v -timeout 30m -run 'TestChaos|TestRebuildWhileWriting' ./services/devopstic/
 
-# BENCH_SCALE multiplies every size: 1 (the default) loads 10 million events for the metrics API
-# and drains two backlogs of a million (about 30 minutes on 2 cores); 0.01 is a quick look.
+# BENCH_SCALE multiplies every size: 1 (the default) loads 10 million events for the metrics API,
+# drains two backlogs of a million, and replays and rebuilds the first (about 40 minutes on 2
+# cores); 0.01 is a quick look.
 BENCH_SCALE ?= 1
 
 # BENCH_BASELINE, a git ref (a commit, a tag), adds rows comparing single-event POSTs to this
 # tree's ingest and to that ref's, measured in turns in the same run: what a change costs.
 BENCH_BASELINE ?=
 
-bench: build ## the performance table: ceilings, ingest, writer, end to end, metrics API, memory (BENCH_SCALE, BENCH_BASELINE)
+bench: build ## the performance table: ceilings, ingest, writer, replay, rebuild, end to end, metrics API, memory (BENCH_SCALE, BENCH_BASELINE)
 ifneq ($(BENCH_BASELINE),)
 	@tmp=$$(mktemp -d) && git worktree add --detach -q "$$tmp" "$(BENCH_BASELINE)" && \
 	(cd "$$tmp" && CGO_ENABLED=0 $(GO) build -o "$(CURDIR)/$(BIN)/baseline/ingest" ./services/ingest); rc=$$?; \

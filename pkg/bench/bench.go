@@ -1,10 +1,11 @@
 // Package bench measures DevOpstic against the parts it stands on, in one run on the same
 // servers (make bench): JetStream's publish ceilings and Postgres COPY first, then the ingest
-// over HTTP, the writer draining a backlog, the latency from a 202 to the derived row under a
-// steady load, the metrics API over a year of history, the writer again once the tables are
-// full, and the services' peak memory. The ingest and the writer run as processes of their
-// own, built from services/; Run prints one table with each figure beside its ceiling or
-// baseline and the target it is held to.
+// over HTTP, the writer draining a backlog, that backlog replayed from the stream into a second,
+// empty database and every table of it rebuilt (as `devopstic replay` and `devopstic rebuild`
+// do), the latency from a 202 to the derived row under a steady load, the metrics API over a
+// year of history, the writer again once the tables are full, and the services' peak memory.
+// The ingest and the writer run as processes of their own, built from services/; Run prints
+// one table with each figure beside its ceiling or baseline and the target it is held to.
 package bench
 
 import (
@@ -14,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/url"
@@ -40,7 +42,9 @@ type Config struct {
 	Scale float64
 	// IngestBin and WriterBin are the services' binaries (go build ./services/...).
 	IngestBin, WriterBin string
-	// DatabaseURL is an empty database the run may fill; NATSURL a NATS server with JetStream,
+	// DatabaseURL is an empty database the run may fill, as a postgres:// URL: the replay
+	// step also creates (and drops) a database of the same name with "_replay" appended on
+	// the same server, so its user needs CREATEDB. NATSURL a NATS server with JetStream,
 	// whose users have NATSPasswords (stream.ServerUsers): the run sets the stream up as the
 	// admin and runs the ingest and the writer as their roles' users.
 	DatabaseURL, NATSURL string
@@ -106,6 +110,7 @@ type runner struct {
 	sizes    sizes
 	streamOf stream.Config
 	pool     *pgxpool.Pool
+	st       *store.Store // the same database, for what the store package counts
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	rows     []Row
@@ -117,6 +122,18 @@ type runner struct {
 	writerRates map[string]float64
 	rss         map[string]int64
 	backlog     int // events in the last writer backlog
+
+	// emptyBacklog is the stream range of the backlog drained into empty tables, which the
+	// replay step applies again.
+	emptyBacklog struct{ first, last uint64 }
+	// writerTuning is the writer's default configuration: the batch size and retry cap that
+	// `devopstic replay` and `devopstic rebuild` use too.
+	writerTuning config.WriterTuning
+	// log takes the Applier's warnings in the replay and rebuild steps.
+	log *slog.Logger
+	// replayed is the database the replay step fills and the rebuild step recomputes; nil
+	// before the one and after the other.
+	replayed *replayDB
 }
 
 // Run measures everything and returns the table's rows. It fails when a step cannot run or
@@ -132,7 +149,11 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 		return nil, err
 	}
 	r := &runner{cfg: cfg, sizes: sizesAt(cfg.Scale), streamOf: service.StreamConfig(natsCfg),
-		ceilings: map[string]float64{}, writerRates: map[string]float64{}, rss: map[string]int64{}}
+		ceilings: map[string]float64{}, writerRates: map[string]float64{}, rss: map[string]int64{},
+		log: slog.New(slog.NewTextHandler(cfg.Progress, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	if err := config.Parse(&r.writerTuning, map[string]string{}); err != nil {
+		return nil, err
+	}
 
 	if err := store.Migrate(ctx, cfg.DatabaseURL); err != nil {
 		return nil, err
@@ -143,6 +164,12 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 	}
 	defer pool.Close()
 	r.pool = pool
+	if r.st, err = store.Open(ctx, cfg.DatabaseURL, 2); err != nil {
+		return nil, err
+	}
+	defer r.st.Close()
+	// A run that stops between the replay and the rebuild steps leaves the replayed database.
+	defer func() { _ = r.dropReplayDB(context.WithoutCancel(ctx)) }()
 	nc, err := nats.Connect(cfg.NATSURL, append(cfg.NATSPasswords.As(stream.RoleAdmin).Options(), nats.Name("devopstic-bench"))...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS: %w", err)
@@ -164,6 +191,8 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 		{"ceilings: JetStream publish and Postgres COPY", r.measureCeilings},
 		{"ingest: POST /events and POST /github/events over HTTP", r.measureIngest},
 		{"writer: a backlog drained into empty tables", func(ctx context.Context) error { return r.measureWriter(ctx, "empty") }},
+		{"replay: the stream into an empty database", r.measureReplay},
+		{"rebuild: every table recomputed", r.measureRebuild},
 		{"end to end: a steady load", r.measureEndToEnd},
 		{"metrics API: a year of history", r.measureMetrics},
 		{"writer: a backlog drained into full tables", func(ctx context.Context) error { return r.measureWriter(ctx, "full") }},
@@ -539,11 +568,19 @@ func (r *runner) measureWriter(ctx context.Context, tables string) error {
 		if err := r.js.DeleteConsumer(ctx, stream.StreamName, stream.ConsumerName); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return fmt.Errorf("delete consumer: %w", err)
 		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("stream info: %w", err)
+		}
+		r.emptyBacklog.first = info.State.LastSeq + 1 // a purge keeps the sequence going
 	}
 	fmt.Fprintf(r.cfg.Progress, "      publishing a backlog of %d events\n", len(raws))
 	lastSeq, err := publishBacklog(ctx, r.nc, raws)
 	if err != nil {
 		return err
+	}
+	if tables == "empty" {
+		r.emptyBacklog.last = lastSeq
 	}
 
 	w, err := r.startWriter()
@@ -624,8 +661,10 @@ func publishBacklog(ctx context.Context, nc *nats.Conn, raws [][]byte) (uint64, 
 	return s.CachedInfo().State.LastSeq, nil
 }
 
-// waitDrained waits until the writer has acknowledged the stream up to lastSeq and returns
-// the time since the writer started.
+// waitDrained waits until the writer has acknowledged the stream up to lastSeq and derived
+// what it queued, and returns the time since the writer started. A writer behind the stream
+// writes full batches' base facts and queues their derivation (store.Deferred), deriving the
+// queue once caught up: the acks alone come before the derived rows.
 func (r *runner) waitDrained(ctx context.Context, w *process, lastSeq uint64, total int) (time.Duration, error) {
 	start := time.Now()
 	lastPrint := start
@@ -633,7 +672,10 @@ func (r *runner) waitDrained(ctx context.Context, w *process, lastSeq uint64, to
 		if err := w.exited(); err != nil {
 			return 0, err
 		}
-		var acked uint64
+		var (
+			acked  uint64
+			queued int64 = -1 // not counted until the acks are in
+		)
 		c, err := r.js.Consumer(ctx, stream.StreamName, stream.ConsumerName)
 		if err == nil {
 			info, err := c.Info(ctx)
@@ -645,13 +687,22 @@ func (r *runner) waitDrained(ctx context.Context, w *process, lastSeq uint64, to
 			return 0, fmt.Errorf("consumer: %w", err)
 		}
 		if acked >= lastSeq {
+			if queued, err = r.st.Queued(ctx); err != nil {
+				return 0, err
+			}
+		}
+		if queued == 0 {
 			elapsed := time.Since(start)
 			fmt.Fprintf(r.cfg.Progress, "\r      drained %d events in %s\n", total, elapsed.Round(10*time.Millisecond))
 			return elapsed, nil
 		}
 		if time.Since(lastPrint) >= time.Second {
 			lastPrint = time.Now()
-			fmt.Fprintf(r.cfg.Progress, "\r      writer at stream sequence %d of %d (%s)", acked, lastSeq, time.Since(start).Round(time.Second))
+			if queued > 0 {
+				fmt.Fprintf(r.cfg.Progress, "\r      writer deriving, %d keys queued (%s)", queued, time.Since(start).Round(time.Second))
+			} else {
+				fmt.Fprintf(r.cfg.Progress, "\r      writer at stream sequence %d of %d (%s)", acked, lastSeq, time.Since(start).Round(time.Second))
+			}
 		}
 		select {
 		case <-ctx.Done():
