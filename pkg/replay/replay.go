@@ -260,11 +260,19 @@ func applyRange(ctx context.Context, js jetstream.JetStream, ap *writer.Applier,
 
 	prog := newProgress(opts.Progress, opts.Terminal, "replay")
 	var startedAt = sum.Messages
+	// left is how many messages the consumer still has for the range, as the last message
+	// fetched said (its NumPending), so that the last fetch asks for no more than there are
+	// and returns at once rather than wait out FetchMaxWait for messages that will not come.
+	left := uint64(opts.BatchSize)
 	for {
 		if ctx.Err() != nil {
 			return interrupted(&sum, began)
 		}
-		batch, err := cons.Fetch(opts.BatchSize, jetstream.FetchMaxWait(time.Second))
+		want := min(uint64(opts.BatchSize), max(left, 1))
+		if !byTime && sum.LastSeq > 0 {
+			want = min(want, max(sum.EndSeq-sum.LastSeq, 1))
+		}
+		batch, err := cons.Fetch(int(want), jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			return sum, fmt.Errorf("fetch from the stream: %w", err)
 		}
@@ -287,7 +295,7 @@ func applyRange(ctx context.Context, js jetstream.JetStream, ap *writer.Applier,
 				sum.StartSeq = seq
 			}
 			msgs = append(msgs, writer.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data(), Seq: seq})
-			pending = meta.NumPending
+			pending, left = meta.NumPending, meta.NumPending
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return sum, fmt.Errorf("fetch from the stream: %w", err)
