@@ -13,8 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/devopstic/devopstic/pkg/bench"
-	"github.com/devopstic/devopstic/pkg/event"
-	"github.com/devopstic/devopstic/pkg/fact"
 	"github.com/devopstic/devopstic/pkg/store"
 	"github.com/devopstic/devopstic/pkg/testenv"
 )
@@ -57,9 +55,12 @@ func BenchmarkSwap(b *testing.B) {
 		b.StopTimer()
 		rb, err := st.BeginRebuild(ctx)
 		require.NoError(b, err)
+		b.Cleanup(func() { _ = rb.Close(ctx) })
 		copyLiveIntoRebuild(b, pool)
+		_, err = rb.Derive(ctx) // nothing queued; it analyzes the copies
+		require.NoError(b, err)
 		// Written by the live writer after the rebuild read its snapshot.
-		require.NoError(b, st.Write(ctx, lateEvents(b, fmt.Sprintf("late%d", i), late, seq)))
+		require.NoError(b, st.Write(ctx, historySets(b, fmt.Sprintf("late%d", i), late, seq)))
 		seq += late
 		b.StartTimer()
 		began := time.Now()
@@ -90,33 +91,4 @@ WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerat
 		_, err := pool.Exec(ctx, fmt.Sprintf(`INSERT INTO devopstic_rebuild.%s (%s) SELECT %s FROM %s`, t, cols, cols, t))
 		require.NoError(b, err)
 	}
-}
-
-// lateEvents are n native events of pipelines named prefix-NNNN, which the loaded year does
-// not have, with stream sequences after seq.
-func lateEvents(b *testing.B, prefix string, n int, seq uint64) []fact.Set {
-	received := bench.YearEnd
-	var sets []fact.Set
-	bench.History(prefix, n, func(_ int, raw []byte) {
-		if len(sets) == n {
-			return
-		}
-		e, err := event.Decode(raw, received)
-		require.NoError(b, err)
-		sets = append(sets, event.Facts(e, raw, received, seq+uint64(len(sets))+1))
-	})
-	return sets
-}
-
-// decodeNative maps rows of the events table back to their facts, as the writer mapped them.
-func decodeNative(rows []store.RawEvent) ([]fact.Set, error) {
-	sets := make([]fact.Set, len(rows))
-	for i, r := range rows {
-		e, err := event.Decode(r.Payload, r.ReceivedAt)
-		if err != nil {
-			return nil, fmt.Errorf("the event at stream sequence %d: %w", r.StreamSeq, err)
-		}
-		sets[i] = event.Facts(e, r.Payload, r.ReceivedAt, r.StreamSeq)
-	}
-	return sets, nil
 }
