@@ -26,9 +26,17 @@ var StreamTables = []string{"events", "changes", "deployments", "deployment_comm
 // rebuildSchema holds a rebuild's fresh tables until they are swapped in.
 const rebuildSchema = "devopstic_rebuild"
 
-// asideSchema holds what a rebuild keeps beside the live tables: after the swap, the tables it
-// replaced, until Close drops them. It is in no search path.
+// asideSchema holds what a rebuild keeps beside the live tables: the ids of the events written
+// into them during the rebuild (noteWritten), and after the swap the tables it replaced, until
+// Close drops them. It is in no search path.
 const asideSchema = "devopstic_rebuild_aside"
+
+// noteWritten is the trigger that a rebuild puts on the live events table, to note the id of
+// each event written there while it runs: the swap catches up those it lacks by looking them
+// up, rather than by comparing the whole events table with the rebuilt one while the writers
+// wait. It runs as its owner (SECURITY DEFINER), so that writers connected as another role need
+// no rights on the rebuild's schema.
+const noteWritten = "note_written"
 
 // rebuildLock is the advisory lock that keeps two rebuilds from running at once.
 const rebuildLock = 0x64657672656275 // "devrebu"
@@ -128,9 +136,10 @@ type Rebuild struct {
 
 // BeginRebuild creates empty copies of StreamTables (columns, defaults, constraints and
 // indexes, under the live indexes' names; unlogged until Swap, as they are scratch until
-// then). It fails with ErrRebuildRunning when another rebuild is under way, and with
-// ErrNotSwappable, before any work is done, when the live tables have something a swap would
-// lose.
+// then), and puts the trigger noteWritten on the live events table (the writers wait for that
+// commit, a moment). It fails with ErrRebuildRunning when another rebuild is under way, and
+// with ErrNotSwappable, before any work is done, when the live tables have something a swap
+// would lose.
 func (s *Store) BeginRebuild(ctx context.Context) (*Rebuild, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -155,7 +164,8 @@ func (s *Store) BeginRebuild(ctx context.Context) (*Rebuild, error) {
 	return r, nil
 }
 
-// createTables makes the rebuild's empty tables and gives their indexes the live ones' names.
+// createTables makes the rebuild's empty tables, gives their indexes the live ones' names,
+// and puts the trigger noteWritten on the live events table.
 func (r *Rebuild) createTables(ctx context.Context, tx pgx.Tx) error {
 	stmts := []string{
 		`DROP SCHEMA IF EXISTS ` + ident(rebuildSchema) + ` CASCADE`,
@@ -166,6 +176,15 @@ func (r *Rebuild) createTables(ctx context.Context, tx pgx.Tx) error {
 	for _, t := range StreamTables {
 		stmts = append(stmts, fmt.Sprintf(`CREATE UNLOGGED TABLE %s (LIKE %s INCLUDING ALL)`, ident(rebuildSchema, t), ident(r.live, t)))
 	}
+	stmts = append(stmts,
+		`CREATE UNLOGGED TABLE `+ident(asideSchema, "written")+` (id text NOT NULL)`,
+		`CREATE FUNCTION `+ident(asideSchema, noteWritten)+`() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO `+ident(asideSchema, "written")+` (id) SELECT id FROM inserted;
+    RETURN NULL;
+END $$`,
+	)
 	for _, stmt := range stmts {
 		if _, err := tx.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("%s: %w", stmt, err)
@@ -174,7 +193,15 @@ func (r *Rebuild) createTables(ctx context.Context, tx pgx.Tx) error {
 	if err := r.checkSwappable(ctx, tx); err != nil {
 		return err
 	}
-	return r.nameIndexes(ctx, tx)
+	if err := r.nameIndexes(ctx, tx); err != nil {
+		return err
+	}
+	// Last, as it holds the writers off until the commit.
+	if _, err := tx.Exec(ctx, `CREATE TRIGGER `+ident("devopstic_rebuild_"+noteWritten)+` AFTER INSERT ON `+ident(r.live, "events")+`
+REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION `+ident(asideSchema, noteWritten)+`()`); err != nil {
+		return fmt.Errorf("note the events written during the rebuild: %w", err)
+	}
+	return nil
 }
 
 // tables are StreamTables in schema, quoted.
@@ -230,10 +257,12 @@ func (r *Rebuild) Derive(ctx context.Context) (int64, error) {
 }
 
 // Swap puts the rebuilt tables in the live ones' place, in one transaction: readers see the
-// old tables until it commits and the new ones after, never a mix. The events the writer added
-// since the rebuild began (those with a stream sequence after afterSeq that the rebuild lacks)
-// are mapped with decode and written into the rebuild first, so nothing written meanwhile is
-// lost. It returns how many it caught up, and how long it held the writers off.
+// old tables until it commits and the new ones after, never a mix. The events written into the
+// live table since BeginRebuild (noted by its trigger, noteWritten) that the rebuild lacks,
+// with a stream sequence after afterSeq, are mapped with decode and written into the rebuild
+// first, so nothing written meanwhile is lost; a rebuild therefore reads what it rebuilds from
+// (ScanEvents' snapshot, the stream's end) after BeginRebuild. It returns how many it caught
+// up, and how long it held the writers off.
 //
 // It exchanges the tables themselves rather than copying their rows, so the writers' wait does
 // not grow with the tables. Before any lock it makes the rebuilt tables logged (a rewrite),
@@ -377,12 +406,23 @@ WHERE l.granted AND l.pid <> pg_backend_pid() AND l.relation = ANY($1::text[]::r
 	return *who
 }
 
-// catchUp maps the events of the live table that the rebuild lacks (those with a stream
-// sequence after afterSeq) and writes them into the rebuild's tables, in tx. It returns how
-// many.
+// catchUp maps the events written into the live table since it last ran (noteWritten) that
+// the rebuild lacks, with a stream sequence after afterSeq, and writes them into the rebuild's
+// tables, in tx. It returns how many.
 func (r *Rebuild) catchUp(ctx context.Context, tx pgx.Tx, afterSeq uint64, decode func([]RawEvent) ([]fact.Set, error)) (int, error) {
-	rows, err := tx.Query(ctx, rawEventSelect+ident(r.live, "events")+` o WHERE o.stream_seq > $1
-AND NOT EXISTS (SELECT 1 FROM `+ident(rebuildSchema, "events")+` n WHERE n.stream_seq = o.stream_seq)`, int64(afterSeq))
+	rows, err := tx.Query(ctx, `DELETE FROM `+ident(asideSchema, "written")+` RETURNING id`)
+	if err != nil {
+		return 0, fmt.Errorf("find events written during the rebuild: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, fmt.Errorf("find events written during the rebuild: %w", err)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	rows, err = tx.Query(ctx, rawEventSelect+ident(r.live, "events")+` o WHERE o.id = ANY($1) AND o.stream_seq > $2
+AND NOT EXISTS (SELECT 1 FROM `+ident(rebuildSchema, "events")+` n WHERE n.id = o.id AND n.stream_seq = o.stream_seq)`, ids, int64(afterSeq))
 	if err != nil {
 		return 0, fmt.Errorf("find events written during the rebuild: %w", err)
 	}
@@ -413,8 +453,9 @@ AND NOT EXISTS (SELECT 1 FROM `+ident(rebuildSchema, "events")+` n WHERE n.strea
 // table's foreign key, a trigger, a policy, a SQL-standard function body, a sequence it owns,
 // extended statistics, a function taking its row type, a table inheriting from it):
 // everything that pg_depend ties to the table, or to its row type, except its own indexes,
-// TOAST table, row and array types, column defaults and constraints other than foreign keys.
-// A swap would leave each of these with the old table.
+// TOAST table, row and array types, column defaults, constraints other than foreign keys, and
+// the rebuild's own trigger ($2, noteWritten). A swap would leave each of these with the old
+// table.
 const dependents = `
 SELECT format('%s depends on %s', pg_describe_object(d.classid, d.objid, d.objsubid), c.oid::regclass)
 FROM pg_class c
@@ -428,6 +469,7 @@ WHERE c.oid = ANY($1::text[]::regclass[])
                              OR d.objid = (SELECT typarray FROM pg_type WHERE oid = c.reltype)
     WHEN 'pg_attrdef'::regclass THEN EXISTS (SELECT FROM pg_attrdef a WHERE a.oid = d.objid AND a.adrelid = c.oid)
     WHEN 'pg_constraint'::regclass THEN EXISTS (SELECT FROM pg_constraint k WHERE k.oid = d.objid AND k.conrelid = c.oid AND k.contype <> 'f')
+    WHEN 'pg_trigger'::regclass THEN EXISTS (SELECT FROM pg_trigger g WHERE g.oid = d.objid AND g.tgfoid = $2::text::regprocedure)
     ELSE false END
 UNION
 SELECT format('the grant of %s on %s to %s was made by %s, not by its owner %s', a.privilege_type, c.oid::regclass,
@@ -440,7 +482,7 @@ ORDER BY 1`
 // dependents), or a grant made by another role than their owner (a swap copies grants as the
 // owner's).
 func (r *Rebuild) checkSwappable(ctx context.Context, tx pgx.Tx) error {
-	rows, err := tx.Query(ctx, dependents, tables(r.live))
+	rows, err := tx.Query(ctx, dependents, tables(r.live), ident(asideSchema, noteWritten)+"()")
 	if err != nil {
 		return fmt.Errorf("find what depends on the live tables: %w", err)
 	}
@@ -637,8 +679,9 @@ func (r *Rebuild) compareTables(ctx context.Context, tx pgx.Tx) error {
 }
 
 // Close drops the rebuild's tables, and the live tables a Swap replaced, and releases its
-// lock. Before a Swap it abandons the rebuild and leaves the live tables as they were. Calling
-// it again does nothing.
+// lock. Before a Swap it abandons the rebuild and leaves the live tables as they were (it
+// takes the trigger off the events table, which holds off readers and writers for a moment).
+// Calling it again does nothing.
 func (r *Rebuild) Close(ctx context.Context) error {
 	if r.conn == nil {
 		return nil

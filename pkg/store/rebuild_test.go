@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"testing"
 	"time"
 
@@ -23,8 +24,9 @@ import (
 // A swap puts tables in the live ones' place that hold what a single run of every event gives,
 // the events written during the rebuild included, under the live tables' names: index and
 // constraint names and definitions as the migrations made them, owner and grants (one made
-// during the rebuild too). The reads and the writer go on working on connections that planned
-// their statements and the DORA functions' on the old tables.
+// during the rebuild too). The writer during the rebuild connects as a role of its own, with
+// no rights on the rebuild's schemas. The reads and the writer go on working on connections
+// that planned their statements and the DORA functions' on the old tables.
 func TestSwapPutsTheRebuiltTablesInPlace(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -38,8 +40,13 @@ func TestSwapPutsTheRebuiltTablesInPlace(t *testing.T) {
 	// rebuild the third; each reads and writes before the swap and after it.
 	got := openStore(t, 3)
 	write(t, got.st, before)
-	reader := createRole(t, got.pool)
+	reader := createRole(t, got.pool, "swap_reader")
 	exec(t, got.pool, `GRANT SELECT ON ALL TABLES IN SCHEMA public TO `+reader)
+	writer := createRole(t, got.pool, "swap_writer")
+	exec(t, got.pool, `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO `+writer)
+	writerStore, err := store.Open(ctx, asRole(t, got.url, writer), 2)
+	require.NoError(t, err)
+	t.Cleanup(writerStore.Close)
 	reads(t, got.st) // plans the reads on the live tables
 	indexes, constraints := catalog(t, got.pool, indexesQuery), catalog(t, got.pool, constraintsQuery)
 
@@ -47,7 +54,7 @@ func TestSwapPutsTheRebuiltTablesInPlace(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = rb.Close(ctx) })
 	rebuildFromTable(t, got.st, rb)
-	write(t, got.st, during) // the live writer goes on
+	write(t, writerStore, during) // the live writer goes on
 	exec(t, got.pool, `GRANT INSERT ON changes TO PUBLIC`)
 	grants := catalog(t, got.pool, grantsQuery)
 	caught, held, err := rb.Swap(ctx, 0, decodeNative)
@@ -189,6 +196,7 @@ func TestSwapGivesWayToReaders(t *testing.T) {
 type testStore struct {
 	st   *store.Store
 	pool *pgxpool.Pool
+	url  string
 }
 
 // openStore opens a new database's Store, with at most conns connections, and a pool to look
@@ -201,7 +209,7 @@ func openStore(t *testing.T, conns int32) testStore {
 	pool, err := pgxpool.New(context.Background(), dbURL)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	return testStore{st: st, pool: pool}
+	return testStore{st: st, pool: pool, url: dbURL}
 }
 
 // historySets are the first n events of bench.History(prefix, ...), mapped as the writer maps
@@ -327,16 +335,24 @@ func catalog(t *testing.T, pool *pgxpool.Pool, query string) []string {
 	return lines
 }
 
-// createRole creates a role that cannot log in, dropped when the test ends, and returns its
-// name.
-func createRole(t *testing.T, pool *pgxpool.Pool) string {
-	name := fmt.Sprintf("swap_reader_%d", time.Now().UnixNano())
-	exec(t, pool, `CREATE ROLE `+name)
+// createRole creates a role named prefix and a number, that logs in with its name as its
+// password, dropped when the test ends, and returns its name.
+func createRole(t *testing.T, pool *pgxpool.Pool, prefix string) string {
+	name := fmt.Sprintf("%s_%d", prefix, time.Now().UnixNano())
+	exec(t, pool, `CREATE ROLE `+name+` LOGIN PASSWORD '`+name+`'`)
 	t.Cleanup(func() {
 		exec(t, pool, `DROP OWNED BY `+name)
 		exec(t, pool, `DROP ROLE `+name)
 	})
 	return name
+}
+
+// asRole is dbURL with role's login (createRole).
+func asRole(t *testing.T, dbURL, role string) string {
+	u, err := url.Parse(dbURL)
+	require.NoError(t, err)
+	u.User = url.UserPassword(role, role)
+	return u.String()
 }
 
 func hasPrivilege(t *testing.T, pool *pgxpool.Pool, role, table string) bool {
