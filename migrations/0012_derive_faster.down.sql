@@ -4,6 +4,7 @@ DROP FUNCTION dora_defer(text[], text[], jsonb, text[], text[], text[]);
 DROP TABLE derive_queue_commits;
 DROP TABLE derive_queue_attempts;
 DROP TABLE derive_queue_incidents;
+DROP INDEX deployments_rework;
 
 CREATE OR REPLACE FUNCTION dora_change_deployment_rows(p_pipelines text[], p_changes text[])
 RETURNS TABLE (pipeline_id text, change_id text, environment text, deployed_at timestamptz,

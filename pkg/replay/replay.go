@@ -105,7 +105,9 @@ type Options struct {
 }
 
 // analyzeAfter is how many messages a replay applies before its tables' statistics are worth
-// refreshing at its end.
+// refreshing: before its first derivation (a replay into a new database derived 150,000 keys of
+// a pipeline with many incidents in 36 s with none, 4.5 s after an ANALYZE), and at its end,
+// for the readers' plans.
 const analyzeAfter = 10_000
 
 // deriver derives what a replay's deferred writes queued, every so many messages.
@@ -114,6 +116,7 @@ type deriver struct {
 	every    int
 	pending  int // messages applied since the last derivation
 	applied  int // in all
+	analyzed bool
 	progress io.Writer
 	derived  int64         // keys derived in all
 	took     time.Duration // deriving them, and analyzing the tables
@@ -130,9 +133,16 @@ func (d *deriver) maybe(ctx context.Context, applied int) error {
 	return d.now(ctx)
 }
 
-// now derives everything queued (also what an interrupted replay left queued).
+// now derives everything queued (also what an interrupted replay left queued), after an
+// ANALYZE the first time after many messages.
 func (d *deriver) now(ctx context.Context) error {
 	began := time.Now()
+	if !d.analyzed && d.applied >= analyzeAfter {
+		if err := d.store.Analyze(ctx); err != nil {
+			return err
+		}
+		d.analyzed = true
+	}
 	n, err := d.store.DeriveQueued(ctx)
 	d.derived += n
 	d.took += time.Since(began)

@@ -241,19 +241,28 @@ func (r *Rebuild) Write(ctx context.Context, sets []fact.Set) error {
 
 // Derive derives what Write queued in the rebuild's tables, as Store.DeriveQueued does in the
 // live ones. It returns how many keys it derived.
-// The tables are analyzed after: they are new, and the planner's statistics of them, which
-// the swap carries into the live tables, say nothing yet.
+// The tables are new, and the planner knows nothing of them: they are analyzed before (plans
+// made without statistics of the full base tables took 36 s instead of 4.5 s to derive
+// 150,000 keys of a pipeline with many incidents) and after (the swap carries the statistics
+// into the live tables).
 func (r *Rebuild) Derive(ctx context.Context) (int64, error) {
+	if err := r.analyze(ctx); err != nil {
+		return 0, err
+	}
 	n, err := deriveQueued(ctx, r.s.pool, r.searchPath())
 	if err != nil {
 		return n, err
 	}
+	return n, r.analyze(ctx)
+}
+
+func (r *Rebuild) analyze(ctx context.Context) error {
 	for _, t := range StreamTables {
 		if _, err := r.s.pool.Exec(ctx, `ANALYZE `+ident(rebuildSchema, t)); err != nil {
-			return n, fmt.Errorf("analyze the rebuilt %s: %w", t, err)
+			return fmt.Errorf("analyze the rebuilt %s: %w", t, err)
 		}
 	}
-	return n, nil
+	return nil
 }
 
 // Swap puts the rebuilt tables in the live ones' place, in one transaction: readers see the
