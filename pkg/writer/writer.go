@@ -79,9 +79,9 @@ type Writer struct {
 	// owed is set when the derivation queue may hold keys: after a full batch, and at start
 	// (a crash, a replay or another writer may have left some).
 	owed bool
-	// nextDerive is the earliest time to derive the queue while behind, or to try again
-	// after a failure.
-	nextDerive time.Time
+	// nextDerive is the earliest time to derive the queue while behind; retryAt, after a
+	// failure to derive (Postgres down), the earliest time to try again at all.
+	nextDerive, retryAt time.Time
 }
 
 // New returns a writer for the consumer cons (see stream.EnsureConsumer).
@@ -120,8 +120,8 @@ func (w *Writer) Run(ctx context.Context) error {
 		if len(batch) > 0 {
 			w.handle(ctx, batch)
 		}
-		caughtUp := len(batch) < w.cfg.BatchSize
-		if w.owed && (caughtUp || !time.Now().Before(w.nextDerive)) && err == nil {
+		caughtUp, now := len(batch) < w.cfg.BatchSize, time.Now()
+		if w.owed && err == nil && !now.Before(w.retryAt) && (caughtUp || !now.Before(w.nextDerive)) {
 			w.derive(ctx)
 		}
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
@@ -224,7 +224,7 @@ func (w *Writer) handle(ctx context.Context, batch []jetstream.Msg) {
 }
 
 // derive derives what full batches (or anything else) queued. A failure (Postgres down) leaves
-// the queue as it is, to be tried again a second later; the base facts are written.
+// the queue as it is, to be tried again five seconds later; the base facts are written.
 func (w *Writer) derive(ctx context.Context) {
 	began := time.Now()
 	n, err := w.store.DeriveQueued(ctx)
@@ -233,7 +233,7 @@ func (w *Writer) derive(ctx context.Context) {
 		if ctx.Err() == nil {
 			w.log.Warn("cannot derive the queued facts yet", "error", err)
 		}
-		w.nextDerive = time.Now().Add(time.Second)
+		w.retryAt = time.Now().Add(5 * time.Second)
 		return
 	}
 	if n > 0 {
