@@ -186,50 +186,72 @@ func deriveQueued(ctx context.Context, pool *pgxpool.Pool, searchPath string) (i
 }
 
 // deriveShare derives the queue of the pipelines whose hash falls to worker w, 32 pipelines per
-// transaction, until it holds none of them.
+// transaction. It lists them once, derives them, and lists again (writers may have queued
+// more) until the list is empty: listing reads the whole queue, so not once per transaction.
 func deriveShare(ctx context.Context, pool *pgxpool.Pool, searchPath string, w int, total *atomic.Int64) error {
 	for {
-		var pipelines []string
-		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			// Plan dora_derive's statements again: a drain fills the derived tables, and a
-			// plan cached while one was empty (its statistics saying so) scans it whole for
-			// every key, quadratic over the drain (27 s instead of 1.3 s for 61,000 keys). So
-			// the callers may ANALYZE before a drain, which plans made without any statistics
-			// need (pkg/replay, Rebuild.Derive).
-			if _, err := tx.Exec(ctx, `DISCARD PLANS`); err != nil {
+		pipelines, err := queuedPipelines(ctx, pool, searchPath, w)
+		if err != nil || len(pipelines) == 0 {
+			return err
+		}
+		for chunk := range slices.Chunk(pipelines, deriveQueuedPipelines) {
+			if err := deriveChunk(ctx, pool, searchPath, chunk, total); err != nil {
 				return err
 			}
-			if searchPath != "" {
-				if _, err := tx.Exec(ctx, searchPath); err != nil {
-					return err
-				}
+		}
+	}
+}
+
+// queuedPipelines lists the pipelines with keys in the queue whose hash falls to worker w.
+func queuedPipelines(ctx context.Context, pool *pgxpool.Pool, searchPath string, w int) ([]string, error) {
+	var pipelines []string
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if searchPath != "" {
+			if _, err := tx.Exec(ctx, searchPath); err != nil {
+				return err
 			}
-			rows, _ := tx.Query(ctx, `
+		}
+		rows, _ := tx.Query(ctx, `
 SELECT p FROM (
     SELECT pipeline_id FROM derive_queue_commits
     UNION SELECT pipeline_id FROM derive_queue_attempts
     UNION SELECT pipeline_id FROM derive_queue_incidents
 ) AS q(p)
-WHERE (hashtext(p) & 2147483647) % $2 = $3
-ORDER BY 1 LIMIT $1`, deriveQueuedPipelines, deriveWorkers, w)
-			var err error
-			if pipelines, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil || len(pipelines) == 0 {
-				return err
-			}
-			if _, err := tx.Exec(ctx, lockPipelines, pipelines); err != nil {
-				return fmt.Errorf("lock pipelines: %w", err)
-			}
-			var n int64
-			if err := tx.QueryRow(ctx, `SELECT dora_derive_queued($1)`, pipelines).Scan(&n); err != nil {
-				return err
-			}
-			total.Add(n)
-			return nil
-		})
-		if err != nil || len(pipelines) == 0 {
+WHERE (hashtext(p) & 2147483647) % $1 = $2
+ORDER BY 1`, deriveWorkers, w)
+		var err error
+		pipelines, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	return pipelines, err
+}
+
+// deriveChunk derives, in one transaction under their locks, what is queued for pipelines.
+func deriveChunk(ctx context.Context, pool *pgxpool.Pool, searchPath string, pipelines []string, total *atomic.Int64) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		// Plan dora_derive's statements again: a drain fills the derived tables, and a plan
+		// cached while one was empty (its statistics saying so) scans it whole for every
+		// key, quadratic over the drain (27 s instead of 1.3 s for 61,000 keys). So the
+		// callers may ANALYZE before a drain, which plans made without any statistics need
+		// (pkg/replay, Rebuild.Derive).
+		if _, err := tx.Exec(ctx, `DISCARD PLANS`); err != nil {
 			return err
 		}
-	}
+		if searchPath != "" {
+			if _, err := tx.Exec(ctx, searchPath); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, lockPipelines, pipelines); err != nil {
+			return fmt.Errorf("lock pipelines: %w", err)
+		}
+		var n int64
+		if err := tx.QueryRow(ctx, `SELECT dora_derive_queued($1)`, pipelines).Scan(&n); err != nil {
+			return err
+		}
+		total.Add(n)
+		return nil
+	})
 }
 
 // lockPipelines serializes the writers of each pipeline: derived facts depend on every fact of
